@@ -34,7 +34,7 @@ setuptools.setup(
     license="Apache-2.0",
     python_requires=">=3.11",
     packages=setuptools.find_packages(include=["tfglo", "tfglo.*"]),
-    package_data={"tfglo": ["assets/*.task", "assets/*.tflite", "assets/NOTICE"]},
+    package_data={"tfglo.pose": ["assets/*.task", "assets/*.tflite", "assets/NOTICE"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

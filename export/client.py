@@ -30,7 +30,8 @@ _REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
-from tfglo import images, serving  # noqa: E402
+from tfglo.lolnerf import serving  # noqa: E402
+from tfglo.utils import images  # noqa: E402
 
 FLAGS = flags.FLAGS
 

@@ -14,9 +14,13 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import camera as camera_lib
-from tfglo import config as config_lib
-from tfglo import dataset_dir, latents, lolnerf, synthetic
+from tfglo.data import dataset_dir
+from tfglo.data.synthetic import heads as synthetic
+from tfglo.geometry import camera as camera_lib
+from tfglo.lolnerf import config as model_config_lib
+from tfglo.lolnerf import latents
+from tfglo.lolnerf import model as lolnerf
+from tfglo.nerf import config as config_lib
 
 IMAGE_SIZE = 16
 
@@ -33,8 +37,8 @@ def write_synthetic(path, num_objects=4, image_size=IMAGE_SIZE, seed=0, eval_vie
     return pathlib.Path(path)
 
 
-def tiny_model_config(num_latents: int) -> config_lib.ModelConfig:
-    return config_lib.ModelConfig(
+def tiny_model_config(num_latents: int) -> model_config_lib.ModelConfig:
+    return model_config_lib.ModelConfig(
         num_latents=num_latents,
         latent_dim=8,
         latent_init_std=0.01,
@@ -105,7 +109,8 @@ def save_run(model, dataset_path, path, step=300, with_checkpoint=True, metadata
     `metadata` is the training data's dataset.json (default: read from `dataset_path`; pass it
     when `dataset_path` does not exist).
     """
-    from tfglo import pipeline, run_dir, trainer
+    from tfglo.data import pipeline
+    from tfglo.engine import run_dir, trainer
 
     path = pathlib.Path(path)
     values = run_dir.make_config(

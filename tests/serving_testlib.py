@@ -27,9 +27,10 @@ SIGNATURES = ("serving_default", "render", "render_identity", "sample_latents", 
 
 def tiny_model_config():
     """A LOLNeRF small enough to export and render in seconds on 2 CPU cores."""
-    from tfglo import config as config_lib
+    from tfglo.lolnerf import config as model_config_lib
+    from tfglo.nerf import config as config_lib
 
-    return config_lib.ModelConfig(
+    return model_config_lib.ModelConfig(
         num_latents=4,
         latent_dim=8,
         latent_init_std=0.5,
@@ -45,7 +46,7 @@ def tiny_model(seed: int = 0):
     """A built tiny LOLNeRF with a latent table of spread-out rows (a non-trivial Gaussian)."""
     import keras
 
-    from tfglo import lolnerf
+    from tfglo.lolnerf import model as lolnerf
 
     keras.utils.set_random_seed(seed)
     model = lolnerf.LOLNeRF(tiny_model_config())

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
-from tfglo import baselines
-from tfglo import camera as camera_lib
+from tfglo.engine import baselines
+from tfglo.geometry import camera as camera_lib
 
 
 def _frontal(distance=4.0):

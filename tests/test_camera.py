@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import camera
+from tfglo.geometry import camera
 
 
 def _rotation_y(angle):

@@ -5,7 +5,8 @@ import pytest
 from absl.testing import parameterized
 from scipy.spatial.transform import Rotation
 
-from tfglo import camera_fit, synthetic
+from tfglo.data.synthetic import heads as synthetic
+from tfglo.pose import camera_fit
 
 IMAGE_SIZE = 256
 INTRINSICS = np.array([2.0 * IMAGE_SIZE, 2.0 * IMAGE_SIZE, IMAGE_SIZE / 2, IMAGE_SIZE / 2])

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import encoding
+from tfglo.nerf import encoding
 
 
 def _hand_encoding(x: np.ndarray, num_octaves: int, include_identity: bool) -> np.ndarray:

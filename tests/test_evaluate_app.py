@@ -12,8 +12,11 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import camera as camera_lib
-from tfglo import dataset_dir, evaluate, inversion, records, synthetic
+from tfglo import evaluate
+from tfglo.data import dataset_dir, records
+from tfglo.data.synthetic import heads as synthetic
+from tfglo.engine import inversion
+from tfglo.geometry import camera as camera_lib
 
 FX = 4.0
 COS = FX / math.sqrt(FX**2 + 0.5)  # every pixel of a centred 2x2 image is (0.5, 0.5) px off-axis
@@ -278,7 +281,7 @@ class EvaluateAppTest(infer_testlib.TrainedRunTestCase):
         self.assertTrue((self.out / "render" / "latent_0000" / "orbit.gif").is_file())
 
     def test_bad_runs_and_flags(self):
-        from tfglo import run_dir as run_dir_lib
+        from tfglo.engine import run_dir as run_dir_lib
 
         empty = infer_testlib.save_run(
             self.model, self.path, self.out / "empty", with_checkpoint=False

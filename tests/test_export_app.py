@@ -14,8 +14,9 @@ import pytest
 import serving_testlib as lib
 import tensorflow as tf
 
-from tfglo import config as config_lib
-from tfglo import serving, synthetic
+from tfglo.data.synthetic import heads as synthetic
+from tfglo.lolnerf import serving
+from tfglo.utils import configs
 
 STEP = 7
 
@@ -68,7 +69,7 @@ def test_app_exports_the_next_free_version_and_prints_the_serving_command(run, t
     info = json.loads((target / "assets.extra" / serving.METADATA_FILE).read_text())
     assert info["step"] == STEP and info["version"] == 4
     assert info["camera_distance"] == 3.5 and info["focal_factor"] == 2.0
-    assert info["model_config"] == json.loads(json.dumps(config_lib.to_dict(model.config)))
+    assert info["model_config"] == json.loads(json.dumps(configs.to_dict(model.config)))
     # The export holds the checkpoint's weights: it renders what the model renders.
     loaded = tf.saved_model.load(str(target))
     module = serving.ServingModule(model, np.zeros(8), np.eye(8), serving.ExportConfig())

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import config as config_lib
-from tfglo import fields
+from tfglo.nerf import config as config_lib
+from tfglo.nerf import fields
 
 SMALL = config_lib.ForegroundConfig(width=16, depth=4, skip_layer=2, num_octaves=3)
 SMALL_BG = config_lib.BackgroundConfig(width=8, depth=2, num_octaves=2)

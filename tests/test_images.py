@@ -7,7 +7,7 @@ import pytest
 from absl.testing import parameterized
 from PIL import Image
 
-from tfglo import images
+from tfglo.utils import images
 
 
 class ImagesTest(parameterized.TestCase):

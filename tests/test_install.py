@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from tfglo import model_files
+from tfglo.pose import model_files
 
 
 def test_tensorflow_and_keras3():
@@ -103,8 +103,8 @@ def test_tensorflow_graphics_rotation_agrees_with_hand_made():
 _IMPORT_ALL = r"""
 import importlib, pkgutil, sys
 import tfglo
-for info in pkgutil.iter_modules(tfglo.__path__):
-    importlib.import_module("tfglo." + info.name)
+for info in pkgutil.walk_packages(tfglo.__path__, "tfglo."):
+    importlib.import_module(info.name)
 import tensorflow as tf
 cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import camera as camera_lib
-from tfglo import inversion, metrics
+from tfglo.engine import inversion, metrics
+from tfglo.geometry import camera as camera_lib
 
 
 def _stack(records):

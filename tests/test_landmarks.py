@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
-from tfglo import landmarks, model_files, photos
+from tfglo.data import photos
+from tfglo.pose import landmarks, model_files
 
 
 @pytest.fixture(scope="module")

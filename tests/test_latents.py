@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import latents
+from tfglo.lolnerf import latents
 
 
 class LatentTableTest(parameterized.TestCase):

@@ -9,12 +9,15 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import camera as camera_lib
-from tfglo import config as config_lib
-from tfglo import latents, lolnerf, losses
-from tfglo.renderer import VolumeRenderer
+from tfglo.geometry import camera as camera_lib
+from tfglo.lolnerf import config as model_config_lib
+from tfglo.lolnerf import latents
+from tfglo.lolnerf import model as lolnerf
+from tfglo.nerf import config as config_lib
+from tfglo.nerf import losses
+from tfglo.nerf.volume_renderer import VolumeRenderer
 
-TINY = config_lib.ModelConfig(
+TINY = model_config_lib.ModelConfig(
     num_latents=5,
     latent_dim=8,
     latent_init_std=0.1,
@@ -46,7 +49,7 @@ class WiringTest(parameterized.TestCase):
         self.assertLen(model.trainable_variables, len(model.network_variables) + 1)
 
     def test_background_disabled(self):
-        config = config_lib.ModelConfig(
+        config = model_config_lib.ModelConfig(
             num_latents=2,
             latent_dim=4,
             foreground=TINY.foreground,
@@ -190,7 +193,7 @@ class RenderImageAndCheckpointTest(parameterized.TestCase):
         )
 
     def test_train_step_flops(self):
-        model = lolnerf.LOLNeRF(config_lib.ModelConfig())
+        model = lolnerf.LOLNeRF(model_config_lib.ModelConfig())
         model.build()
         # Default model: 8 x 256 foreground, 51-channel encoding, 64-d latent, 4 x 128 background.
         per_sample = 51 * 256 + 7 * 256 * 256 + 51 * 256 + 256 * 4
@@ -225,7 +228,7 @@ def sphere_image(size: int = 16, radius: float = 0.5):
     }
 
 
-SPHERE_MODEL = config_lib.ModelConfig(
+SPHERE_MODEL = model_config_lib.ModelConfig(
     num_latents=1,
     latent_dim=4,
     latent_init_std=0.0,

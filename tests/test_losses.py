@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import config as config_lib
-from tfglo import losses
+from tfglo.nerf import config as config_lib
+from tfglo.nerf import losses
 
 HARD_AT_HALF = 0.5 - math.log(2.0) + math.log(1.0 + 1.0 / math.e)
 

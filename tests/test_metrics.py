@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import metrics
+from tfglo.engine import metrics
 
 
 def _pair():

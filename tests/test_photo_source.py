@@ -12,7 +12,10 @@ from absl.testing import parameterized
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from tfglo import camera_fit, dataset_dir, photo_source, photos, prepare
+from tfglo import prepare
+from tfglo.data import dataset_dir, photos
+from tfglo.data import photo_import as photo_source
+from tfglo.pose import camera_fit
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 GROUP_PHOTOS = {"couple.jpg": 2, "selfie-many-people.jpg": 3}

@@ -10,7 +10,7 @@ import pytest
 from absl.testing import parameterized
 from PIL import Image
 
-from tfglo import photos
+from tfglo.data import photos
 
 
 def _gradient(width=64, height=48):

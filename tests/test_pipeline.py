@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import camera, dataset_dir, pipeline, records
+from tfglo.data import dataset_dir, pipeline, records
+from tfglo.geometry import camera
 
 H, W = 8, 10  # not square: catches row / column mix-ups
 NUM_TRAIN, NUM_EVAL = 7, 3

@@ -8,7 +8,8 @@ import subprocess
 import app_testlib
 import pytest
 
-from tfglo import dataset_dir, prepare
+from tfglo import prepare
+from tfglo.data import dataset_dir
 
 
 def run_prepare(*args) -> subprocess.CompletedProcess:

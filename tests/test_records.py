@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import dataset_dir, records
+from tfglo.data import dataset_dir, records
 
 H, W = 6, 5
 

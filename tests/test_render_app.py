@@ -10,8 +10,8 @@ import tensorflow as tf
 from absl.testing import parameterized
 from PIL import Image
 
-from tfglo import camera as camera_lib
 from tfglo import render
+from tfglo.geometry import camera as camera_lib
 
 
 class RenderLibraryTest(parameterized.TestCase):
@@ -179,7 +179,7 @@ class RenderAppTest(infer_testlib.TrainedRunTestCase):
         self.assertTrue((self.out / "a" / "samples" / "depth_002.npy").is_file())
 
     def test_run_dir_without_checkpoints(self):
-        from tfglo import run_dir as run_dir_lib
+        from tfglo.engine import run_dir as run_dir_lib
 
         empty = infer_testlib.save_run(
             self.model, self.path, self.out / "empty", with_checkpoint=False

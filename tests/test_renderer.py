@@ -5,8 +5,11 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import camera, render_image, renderer
-from tfglo.config import ModelConfig, RenderConfig
+from tfglo.geometry import camera
+from tfglo.lolnerf.config import ModelConfig
+from tfglo.nerf import image_renderer as render_image
+from tfglo.nerf import volume_renderer as renderer
+from tfglo.nerf.config import RenderConfig
 
 SPHERE_RADIUS = 0.5  # the analytic opaque sphere, inside a bounding sphere of radius 1
 OPAQUE = 1e4

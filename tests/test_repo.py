@@ -23,7 +23,7 @@ def _build_targets():
 def test_every_module_and_test_has_a_build_target():
     targets = _build_targets()
     missing = []
-    for path in sorted((ROOT / "tfglo").glob("*.py")):
+    for path in sorted((ROOT / "tfglo").rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
         if rel not in targets:
             missing.append(rel)

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import sampling
+from tfglo.nerf import sampling
 
 SEED = tf.constant([3, 7], tf.int32)
 

@@ -21,7 +21,8 @@ import serving_testlib as lib
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import camera, latents, serving
+from tfglo.geometry import camera
+from tfglo.lolnerf import latents, serving
 
 SAVED_MODEL_CLI = pathlib.Path(sys.executable).parent / "saved_model_cli"
 HEIGHT, WIDTH = 12, 10  # not square: a swapped height/width shows up
@@ -681,7 +682,7 @@ def test_client_renders_an_orbit_over_rest_and_grpc(exported, loaded, tmp_path):
     paths = client.write_orbit(tmp_path / "orbit", rest)
     names = sorted(p.name for p in paths)
     assert "orbit.gif" in names and "view_002_rgb.png" in names and "view_000_depth.png" in names
-    from tfglo import images
+    from tfglo.utils import images
 
     np.testing.assert_allclose(
         images.read_png(tmp_path / "orbit" / "view_001_rgb.png"), rest["rgb"][1], atol=1 / 255
@@ -842,6 +843,6 @@ def test_client_app_writes_the_orbit(loaded, tmp_path):
         "render",
         "render",
     ]
-    from tfglo import images
+    from tfglo.utils import images
 
     assert images.read_png(tmp_path / "orbit" / "view_002_rgb.png").shape == (6, 5, 3)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
-from tfglo import camera, records, synthetic
+from tfglo.data import records
+from tfglo.data.synthetic import heads as synthetic
+from tfglo.geometry import camera
 
 SIZE = 24
 

@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 from absl.testing import flagsaver, parameterized
 
-from tfglo import config as config_lib
-from tfglo import dataset_dir, synthetic, trainer
-from tfglo import run_dir as run_dir_lib
 from tfglo import train as train_app
+from tfglo.data import dataset_dir
+from tfglo.data.synthetic import heads as synthetic
+from tfglo.engine import run_dir as run_dir_lib
+from tfglo.engine import trainer
+from tfglo.lolnerf import config as model_config_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SMOKE = REPO / "flags" / "smoke.cfg"
@@ -286,7 +288,7 @@ def test_check_resume(dataset, tmp_path):
     )
     run_dir_lib.write_config(tmp_path, values)
     run_dir_lib.check_resume(tmp_path, model_config)
-    other = config_lib.ModelConfig(**{**model_config.__dict__, "latent_dim": 4})
+    other = model_config_lib.ModelConfig(**{**model_config.__dict__, "latent_dim": 4})
     with pytest.raises(run_dir_lib.RunDirError, match="model.latent_dim: 8 -> 4"):
         run_dir_lib.check_resume(tmp_path, other)
 

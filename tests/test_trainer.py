@@ -25,9 +25,14 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-# Importing TensorFlow and tfglo creates no device yet: the worker can still split the CPU.
-from tfglo import dataset_dir, lolnerf, losses, synthetic, trainer
 from tfglo import train as train_app
+
+# Importing TensorFlow and tfglo creates no device yet: the worker can still split the CPU.
+from tfglo.data import dataset_dir
+from tfglo.data.synthetic import heads as synthetic
+from tfglo.engine import trainer
+from tfglo.lolnerf import model as lolnerf
+from tfglo.nerf import losses
 
 HERE = pathlib.Path(__file__).resolve()
 NUM_LATENTS = 8

@@ -11,7 +11,8 @@ import pytest
 from absl.testing import parameterized
 from PIL import Image
 
-from tfglo import camera, transforms
+from tfglo.data import transforms_json as transforms
+from tfglo.geometry import camera
 
 LEGO_SIZE = 200
 

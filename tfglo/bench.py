@@ -9,16 +9,16 @@ import importlib
 
 from absl import app, flags
 
-from tfglo import benchmarking
+from tfglo.utils import benchmarking
 
 # name -> "module:function". Each function takes the matmul peak (GFLOP/s) as its argument.
 BENCHMARKS = {
-    "train_step": "tfglo.lolnerf:benchmark_train_step",
-    "synthetic": "tfglo.synthetic:benchmark_synthetic",
-    "pipeline": "tfglo.pipeline:benchmark_pipeline",
-    "prepare_photos": "tfglo.photo_source:benchmark_prepare_photos",
-    "render": "tfglo.render_image:benchmark_render",
-    "serving": "tfglo.serving:benchmark_serving",
+    "train_step": "tfglo.lolnerf.model:benchmark_train_step",
+    "synthetic": "tfglo.data.synthetic.heads:benchmark_synthetic",
+    "pipeline": "tfglo.data.pipeline:benchmark_pipeline",
+    "prepare_photos": "tfglo.data.photo_import:benchmark_prepare_photos",
+    "render": "tfglo.nerf.image_renderer:benchmark_render",
+    "serving": "tfglo.lolnerf.serving:benchmark_serving",
 }
 
 _ONLY = flags.DEFINE_list("only", None, f"Benchmarks to run (default all): {sorted(BENCHMARKS)}.")

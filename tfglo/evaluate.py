@@ -31,11 +31,13 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
-from tfglo import app_utils, baselines, images, metrics
-from tfglo import camera as camera_lib
-from tfglo import dataset_dir as dataset_dir_lib
-from tfglo import inversion as inversion_lib
 from tfglo import render as render_lib
+from tfglo.data import dataset_dir as dataset_dir_lib
+from tfglo.engine import baselines, metrics
+from tfglo.engine import inversion as inversion_lib
+from tfglo.geometry import camera as camera_lib
+from tfglo.utils import app as app_utils
+from tfglo.utils import images
 
 METRIC_COLUMNS = ("psnr", "ssim", "masked_psnr", "mask_iou", "depth_abs", "depth_abs_scaled")
 REPORT_FILE = "report.json"
@@ -664,7 +666,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     f = flag_values
     if not f.run_dir or not f.dataset or not f.output:
         raise app.UsageError("--run_dir, --dataset and --output are required")
-    from tfglo import run_dir as run_dir_lib  # the trainer's module; imported when needed
+    from tfglo.engine import run_dir as run_dir_lib  # the trainer's module; imported when needed
 
     config = config_from_flags(f)
     run = run_dir_lib.load_run(f.run_dir)

@@ -15,9 +15,11 @@ import sys
 
 from absl import app, flags
 
-from tfglo import app_utils, render, serving
-from tfglo import config as config_lib
-from tfglo import run_dir as run_dir_lib
+from tfglo import render
+from tfglo.engine import run_dir as run_dir_lib
+from tfglo.lolnerf import serving
+from tfglo.utils import app as app_utils
+from tfglo.utils import configs
 
 FLAGS = flags.FLAGS
 
@@ -67,7 +69,7 @@ def export_config(run, model_name: str, **overrides) -> tuple[serving.ExportConf
     model_config = getattr(run, "model_config", None) or getattr(run.model, "config", None)
     info = {
         "step": int(getattr(run, "step", 0) or 0),
-        "model_config": config_lib.to_dict(model_config) if model_config else None,
+        "model_config": configs.to_dict(model_config) if model_config else None,
         "training_image_size": int(view.image_size),
         "camera_distance": config.camera_distance,
         "focal_factor": config.focal_factor,

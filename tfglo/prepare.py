@@ -33,7 +33,7 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from tfglo import dataset_dir, records
+from tfglo.data import dataset_dir, records
 
 SOURCES = ("synthetic", "transforms", "images")
 
@@ -174,7 +174,7 @@ Source = tuple[Iterator[records.ImageRecord], dict[str, Any], list[dict[str, str
 
 def synthetic_source() -> Source:
     """The procedural heads of tfglo.synthetic, from the synthetic flags."""
-    from tfglo import synthetic
+    from tfglo.data.synthetic import heads as synthetic
 
     kwargs = dict(
         num_objects=FLAGS.num_objects,
@@ -190,7 +190,7 @@ def synthetic_source() -> Source:
 
 def transforms_source() -> Source:
     """Known cameras from a transforms.json file, from the transforms flags."""
-    from tfglo import transforms
+    from tfglo.data import transforms_json as transforms
 
     if not FLAGS.transforms:
         raise ValueError("--source=transforms needs --transforms=FILE (a transforms.json)")
@@ -209,7 +209,9 @@ def transforms_source() -> Source:
 
 def images_source() -> Source:
     """Photos through MediaPipe (or a landmarks file) and a joint camera fit: tfglo.photo_source."""
-    from tfglo import camera_fit, landmarks, photo_source, photos
+    from tfglo.data import photo_import as photo_source
+    from tfglo.data import photos
+    from tfglo.pose import camera_fit, landmarks
 
     if not FLAGS.images:
         raise ValueError("--source=images needs --images=DIR (a folder of photos)")

@@ -31,9 +31,12 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from tfglo import app_utils, images, inversion, latents
-from tfglo import camera as camera_lib
-from tfglo import dataset_dir as dataset_dir_lib
+from tfglo.data import dataset_dir as dataset_dir_lib
+from tfglo.engine import inversion
+from tfglo.geometry import camera as camera_lib
+from tfglo.lolnerf import latents
+from tfglo.utils import app as app_utils
+from tfglo.utils import images
 
 DEFAULT_CAMERA_DISTANCE = 4.5
 DEFAULT_FOCAL_FACTOR = 2.0
@@ -384,7 +387,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     f = flag_values
     if not f.run_dir or not f.output:
         raise app.UsageError("--run_dir and --output are required")
-    from tfglo import run_dir as run_dir_lib  # the trainer's module; imported when needed
+    from tfglo.engine import run_dir as run_dir_lib  # the trainer's module; imported when needed
 
     run = run_dir_lib.load_run(f.run_dir)
     model = run.model

@@ -20,12 +20,14 @@ import sys
 
 from absl import app, flags, logging
 
-from tfglo import config as config_lib
-from tfglo import dataset_dir, pipeline, trainer
-from tfglo import run_dir as run_dir_lib
+from tfglo.data import dataset_dir, pipeline
+from tfglo.engine import run_dir as run_dir_lib
+from tfglo.engine import trainer
+from tfglo.lolnerf import config as model_config_lib
+from tfglo.nerf import config as config_lib
 
 FLAGS = flags.FLAGS
-_MODEL = config_lib.ModelConfig()
+_MODEL = model_config_lib.ModelConfig()
 _FG = config_lib.ForegroundConfig()
 _BG = config_lib.BackgroundConfig()
 _RENDER = config_lib.RenderConfig()
@@ -287,7 +289,7 @@ def build_configs(values: dict, metadata: dict):
     color = tuple(float(c) for c in values["background_color"])
     if len(color) != 3:
         raise ValueError(f"--background_color needs 3 values, got {values['background_color']}")
-    model = config_lib.ModelConfig(
+    model = model_config_lib.ModelConfig(
         num_latents=num_latents,
         latent_dim=values["latent_dim"],
         latent_init_std=values["latent_init_std"],
@@ -354,7 +356,7 @@ def build_configs(values: dict, metadata: dict):
 def train(
     dataset: str | os.PathLike,
     run_dir: str | os.PathLike,
-    model_config: config_lib.ModelConfig,
+    model_config: model_config_lib.ModelConfig,
     loss_config: config_lib.LossConfig,
     train_config: trainer.TrainConfig,
     data_config: pipeline.RayBatchConfig,

@@ -48,7 +48,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfglo import benchmarking, camera, dataset_dir, records
+from tfglo.data import dataset_dir, records
+from tfglo.geometry import camera
+from tfglo.utils import benchmarking
 
 load_metadata = dataset_dir.read_metadata
 
@@ -367,7 +369,9 @@ def eval_dataset(dataset_path: os.PathLike | str, split: str = "eval") -> tf.dat
 
 
 def _write_benchmark_dataset(path: str, num_images: int, image_size: int) -> None:
-    from tfglo import synthetic  # the built-in data; imported here to keep the pipeline light
+    from tfglo.data.synthetic import (
+        heads as synthetic,  # the built-in data; imported here to keep the pipeline light
+    )
 
     config = synthetic.SyntheticConfig(
         num_objects=num_images, image_size=image_size, eval_views_per_object=0
@@ -397,11 +401,13 @@ def _train_step_rays_per_second(num_rays: int) -> float | None:
     try:
         import keras
 
-        from tfglo import config as config_lib
-        from tfglo import latents, lolnerf
+        from tfglo.lolnerf import config as model_config_lib
+        from tfglo.lolnerf import latents
+        from tfglo.lolnerf import model as lolnerf
+        from tfglo.nerf import config as config_lib
     except ImportError:
         return None
-    model_config = config_lib.ModelConfig(num_latents=64)
+    model_config = model_config_lib.ModelConfig(num_latents=64)
     model = lolnerf.LOLNeRF(model_config)
     model.build_all()
     step = lolnerf.make_train_step(

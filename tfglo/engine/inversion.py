@@ -19,8 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfglo import camera as camera_lib
-from tfglo import losses, metrics, render_image
+from tfglo.engine import metrics
+from tfglo.geometry import camera as camera_lib
+from tfglo.nerf import image_renderer as render_image
+from tfglo.nerf import losses
 
 
 @dataclasses.dataclass(frozen=True)

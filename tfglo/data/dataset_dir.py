@@ -16,7 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfglo import records
+from tfglo.data import records
 
 SCHEMA_VERSION = 1
 METADATA_FILE = "dataset.json"

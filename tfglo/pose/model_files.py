@@ -1,7 +1,7 @@
 """Paths of the MediaPipe model files, bundled with the package and checked by sha256.
 
 The MediaPipe Tasks API ships no models. tfglo bundles the two it needs (Apache-2.0, see
-`tfglo/assets/NOTICE`) so that it works offline. Users may bring other files: pass a path
+`tfglo/pose/assets/NOTICE`) so that it works offline. Users may bring other files: pass a path
 explicitly (the prepare app's `--face_landmarker_model` / `--selfie_segmenter_model` flags) or set
 the environment variables below. A user's own file is not hash-checked (it is theirs to choose);
 a bundled file that does not match its recorded hash raises, since it means a broken install.
@@ -17,7 +17,7 @@ ASSETS_DIR = pathlib.Path(__file__).resolve().parent / "assets"
 
 @dataclasses.dataclass(frozen=True)
 class ModelFile:
-    """A bundled model file: its name in `tfglo/assets`, sha256 and override variable."""
+    """A bundled model file: its name in `tfglo/pose/assets`, sha256 and override variable."""
 
     filename: str
     sha256: str

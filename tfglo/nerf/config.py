@@ -1,14 +1,11 @@
-"""Plain configuration objects for the model, renderer and losses.
+"""Configuration of the shared NeRF parts: fields, volume rendering, loss weights.
 
-Library code takes these objects; only the apps read flags and build them. Every object turns
-into a JSON-able dict with `to_dict` and back with `from_dict`, so a run directory can store the
-resolved configuration and an export can rebuild the exact model.
+Plain frozen dataclasses (DESIGN.md section 5): library code takes them, the apps build them from
+flags (`tfglo.utils.configs.define_flags`), and `tfglo.utils.configs.to_dict` / `from_dict` turn
+them into the JSON of a run directory's config.json and back.
 """
 
 import dataclasses
-from typing import Any, TypeVar
-
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,52 +76,3 @@ class LossConfig:
 
     mask_weight: float = 0.1
     hard_surface_weight: float = 0.01
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """The LOLNeRF model: latent table, fields, renderer.
-
-    Attributes:
-      num_latents: rows of the latent table (one per image, or per object in multi-view data).
-      latent_dim: size of each latent code.
-      latent_init_std: standard deviation of the table's normal initialisation (0: zeros).
-      foreground, background, render: sub-configurations.
-    """
-
-    num_latents: int = 1
-    latent_dim: int = 64
-    latent_init_std: float = 0.01
-    foreground: ForegroundConfig = dataclasses.field(default_factory=ForegroundConfig)
-    background: BackgroundConfig = dataclasses.field(default_factory=BackgroundConfig)
-    render: RenderConfig = dataclasses.field(default_factory=RenderConfig)
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """Returns a JSON-able dict of a (nested) config dataclass."""
-    return dataclasses.asdict(config)
-
-
-def from_dict(cls: type[T], values: dict[str, Any]) -> T:
-    """Builds a (nested) config dataclass from a dict, rejecting unknown keys.
-
-    Args:
-      cls: the dataclass type.
-      values: as written by `to_dict`; missing keys take their defaults.
-
-    Raises:
-      ValueError: a key is not a field of `cls`.
-    """
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
-    kwargs = {}
-    for name, value in values.items():
-        field_type = fields[name].type
-        if dataclasses.is_dataclass(field_type) and isinstance(value, dict):
-            value = from_dict(field_type, value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)

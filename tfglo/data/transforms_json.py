@@ -55,7 +55,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tfglo import camera, images, records
+from tfglo.data import records
+from tfglo.geometry import camera
+from tfglo.utils import images
 
 BACKGROUNDS = ("white", "black", "keep")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")

@@ -12,7 +12,7 @@ beyond the photo itself.
 
 import numpy as np
 
-from tfglo import camera as camera_lib
+from tfglo.geometry import camera as camera_lib
 
 
 def border_median(image: np.ndarray) -> np.ndarray:

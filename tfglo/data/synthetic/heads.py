@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from tfglo import benchmarking, camera, records
+from tfglo.data import records
+from tfglo.geometry import camera
+from tfglo.utils import benchmarking
 
 KEYPOINT_NAMES = (
     "right_eye_outer",

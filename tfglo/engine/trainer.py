@@ -40,8 +40,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfglo import camera as camera_lib
-from tfglo import latents, lolnerf, losses, pipeline
+from tfglo.data import pipeline
+from tfglo.geometry import camera as camera_lib
+from tfglo.lolnerf import latents
+from tfglo.lolnerf import model as lolnerf
+from tfglo.nerf import losses
 
 STRATEGIES = ("mirrored", "multi_worker", "tpu", "one_device")
 LATENT_OPTIMIZERS = ("lazy_adam", "adam")

@@ -11,10 +11,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfglo import benchmarking, fields, latents, losses
-from tfglo import camera as camera_lib
-from tfglo import config as config_lib
-from tfglo.renderer import VolumeRenderer
+from tfglo.geometry import camera as camera_lib
+from tfglo.lolnerf import config as model_config_lib
+from tfglo.lolnerf import latents
+from tfglo.nerf import config as config_lib
+from tfglo.nerf import fields, losses
+from tfglo.nerf.volume_renderer import VolumeRenderer
+from tfglo.utils import benchmarking
 
 
 class LOLNeRF(keras.Model):
@@ -28,7 +31,7 @@ class LOLNeRF(keras.Model):
       config: the `ModelConfig` (kept as `self.config`).
     """
 
-    def __init__(self, config: config_lib.ModelConfig, **kwargs):
+    def __init__(self, config: model_config_lib.ModelConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
         self.latent_table = latents.LatentTable(
@@ -149,7 +152,7 @@ class LOLNeRF(keras.Model):
           dict: rgb `[H, W, 3]`, depth `[H, W]`, alpha `[H, W]`.
         """
         # Lazy: render_image's benchmark imports this module.
-        from tfglo import render_image as render_image_lib
+        from tfglo.nerf import image_renderer as render_image_lib
 
         key = chunk_size or self.config.render.chunk_size
         if key not in self._image_renderers:
@@ -232,7 +235,7 @@ def benchmark_train_step(
     The machines here are shared, so each line also carries `nearby_peak_gflops`, the matmul
     peak re-measured just before and after that variant (mean), and `nearby_ratio` against it.
     """
-    model_config = config_lib.ModelConfig(num_latents=64)
+    model_config = model_config_lib.ModelConfig(num_latents=64)
     model = LOLNeRF(model_config)
     model.build_all()
     for num_rays in ray_counts:

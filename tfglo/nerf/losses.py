@@ -7,7 +7,7 @@ import math
 
 import tensorflow as tf
 
-from tfglo import config as config_lib
+from tfglo.nerf import config as config_lib
 
 # -log(exp(-|w|) + exp(-|1 - w|)) is smallest, log(1 + 1/e) below zero, at w = 0 and w = 1;
 # adding this constant makes the minimum exactly 0.

@@ -22,8 +22,12 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfglo import config as config_lib
-from tfglo import lolnerf, pipeline, trainer
+from tfglo.data import pipeline
+from tfglo.engine import trainer
+from tfglo.lolnerf import config as model_config_lib
+from tfglo.lolnerf import model as lolnerf
+from tfglo.nerf import config as config_lib
+from tfglo.utils import configs
 
 CONFIG_FILE = "config.json"
 CONFIG_VERSION = 1
@@ -54,7 +58,7 @@ class Run:
 
     run_dir: pathlib.Path
     model: lolnerf.LOLNeRF
-    model_config: config_lib.ModelConfig
+    model_config: model_config_lib.ModelConfig
     loss_config: config_lib.LossConfig
     train_config: trainer.TrainConfig
     data_config: pipeline.RayBatchConfig
@@ -85,7 +89,7 @@ def dataset_summary(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_config(
-    model_config: config_lib.ModelConfig,
+    model_config: model_config_lib.ModelConfig,
     loss_config: config_lib.LossConfig,
     train_config: trainer.TrainConfig,
     data_config: pipeline.RayBatchConfig,
@@ -99,10 +103,10 @@ def make_config(
     return {
         "version": CONFIG_VERSION,
         "tfglo_version": __version__,
-        "model": config_lib.to_dict(model_config),
-        "loss": config_lib.to_dict(loss_config),
-        "train": config_lib.to_dict(train_config),
-        "data": config_lib.to_dict(data_config),
+        "model": configs.to_dict(model_config),
+        "loss": configs.to_dict(loss_config),
+        "train": configs.to_dict(train_config),
+        "data": configs.to_dict(data_config),
         "dataset_dir": str(dataset_dir),
         "dataset_metadata": dataset_summary(dataset_metadata),
         "flags": dict(flags or {}),
@@ -164,7 +168,7 @@ def parse_configs(values: dict[str, Any], source: str = CONFIG_FILE):
         version of tfglo, or edited by hand).
     """
     sections = (
-        ("model", config_lib.ModelConfig),
+        ("model", model_config_lib.ModelConfig),
         ("loss", config_lib.LossConfig),
         ("train", trainer.TrainConfig),
         ("data", pipeline.RayBatchConfig),
@@ -172,7 +176,7 @@ def parse_configs(values: dict[str, Any], source: str = CONFIG_FILE):
     parsed = []
     for key, cls in sections:
         try:
-            parsed.append(config_lib.from_dict(cls, values[key]))
+            parsed.append(configs.from_dict(cls, values[key]))
         except (TypeError, ValueError) as e:
             raise RunDirError(
                 f"{source}: section {key!r} does not match {cls.__name__}: {e}"
@@ -191,7 +195,7 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def check_resume(run_dir: os.PathLike | str, model_config: config_lib.ModelConfig) -> None:
+def check_resume(run_dir: os.PathLike | str, model_config: model_config_lib.ModelConfig) -> None:
     """Checks that training may continue in `run_dir` with `model_config`.
 
     A run directory without config.json is new. With one, the model configuration must be the
@@ -205,7 +209,7 @@ def check_resume(run_dir: os.PathLike | str, model_config: config_lib.ModelConfi
     if not config_path(run_dir).is_file():
         return
     values = read_config(run_dir)
-    differences = _differences(values["model"], config_lib.to_dict(model_config), "model.")
+    differences = _differences(values["model"], configs.to_dict(model_config), "model.")
     if differences:
         raise RunDirError(
             f"{run_dir} holds a run with another model configuration ({'; '.join(differences)}): "

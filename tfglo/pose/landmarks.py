@@ -23,8 +23,9 @@ import dataclasses
 
 import numpy as np
 
-from tfglo import model_files, photos
-from tfglo.camera_fit import FACE_KEYPOINT_INDICES
+from tfglo.data import photos
+from tfglo.pose import model_files
+from tfglo.pose.camera_fit import FACE_KEYPOINT_INDICES
 
 NUM_FACE_MESH_POINTS = 478
 

@@ -9,14 +9,14 @@ import math
 
 import tensorflow as tf
 
-from tfglo import benchmarking
-from tfglo.camera import (
+from tfglo.geometry.camera import (
     Camera,
     default_intrinsics,
     image_rays,
     make_camera,
     orbit_cameras,
 )
+from tfglo.utils import benchmarking
 
 DEFAULT_CHUNK_SIZE = 4096
 
@@ -133,8 +133,8 @@ def benchmark_render(peak_gflops: float, sizes=(64, 256), jit_options=(False, Tr
     call (a 256 x 256 default-size image takes minutes on a small CPU).
     """
     # Lazy: tfglo.lolnerf uses this module.
-    from tfglo import lolnerf
-    from tfglo.config import ModelConfig
+    from tfglo.lolnerf import model as lolnerf
+    from tfglo.lolnerf.config import ModelConfig
 
     model_config = ModelConfig()
     model = lolnerf.LOLNeRF(model_config)

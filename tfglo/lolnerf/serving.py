@@ -48,8 +48,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfglo import benchmarking, camera, latents, lolnerf
-from tfglo import config as config_lib
+from tfglo.geometry import camera
+from tfglo.lolnerf import config as model_config_lib
+from tfglo.lolnerf import latents
+from tfglo.lolnerf import model as lolnerf
+from tfglo.utils import benchmarking
 
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -801,7 +804,7 @@ def benchmark_serving(
     (as `benchmark_render`) and its ratio to the matmul peak, peak_rss_mb (after rendering) and
     base_rss_mb (after loading the export and a warm-up call on a 4 x 4 image).
     """
-    model_config = model_config or config_lib.ModelConfig()
+    model_config = model_config or model_config_lib.ModelConfig()
     model = lolnerf.LOLNeRF(model_config)
     model.build_all()
     # Forward FLOPs per ray: the forward third of a training step's (as benchmark_render).

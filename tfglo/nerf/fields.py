@@ -11,8 +11,8 @@ to the concatenated form (tested); it saves the copy and ~6 % of the FLOPs of th
 import keras
 import tensorflow as tf
 
-from tfglo import config as config_lib
-from tfglo import encoding
+from tfglo.nerf import config as config_lib
+from tfglo.nerf import encoding
 
 
 def foreground_multiply_adds(config: config_lib.ForegroundConfig, latent_dim: int):

@@ -25,8 +25,10 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from tfglo import camera, sampling
-from tfglo.config import RenderConfig, from_dict, to_dict
+from tfglo.geometry import camera
+from tfglo.nerf import sampling
+from tfglo.nerf.config import RenderConfig
+from tfglo.utils.configs import from_dict, to_dict
 
 # Below this foreground opacity the normalised depth is meaningless (0 / 0): report 0 instead.
 DEPTH_MIN_ALPHA = 1e-6

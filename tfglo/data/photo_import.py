@@ -31,7 +31,10 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from tfglo import benchmarking, camera, camera_fit, dataset_dir, landmarks, photos, records
+from tfglo.data import dataset_dir, photos, records
+from tfglo.geometry import camera
+from tfglo.pose import camera_fit, landmarks
+from tfglo.utils import benchmarking
 
 MASK_SOURCES = ("selfie", "full", "none")
 

@@ -1,0 +1,1 @@
+"""Built-in procedural object classes with full ground truth (numpy ray casting)."""

@@ -1,0 +1,2 @@
+"""Cameras, rays, projection and bounding-sphere intersection (pure functions, OpenCV
+convention)."""

@@ -1,0 +1,1 @@
+"""LOLNeRF: a NeRF conditioned on a per-image latent table learned by GLO (a model family)."""

@@ -1,0 +1,1 @@
+"""Small shared helpers: config dataclasses <-> dicts and flags, app glue, images, benchmarks."""
