@@ -275,7 +275,10 @@ def _parse_result(stdout: str) -> dict:
 
 
 def _env(**extra):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    # The worker runs this file as a script: put the repository first on its path so it imports
+    # this checkout's tfglo, not whichever one the environment has installed.
+    path = os.pathsep.join(p for p in (str(HERE.parent.parent), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=path)
     env.pop("TF_CONFIG", None)
     env.update(extra)
     return env
