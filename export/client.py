@@ -7,7 +7,8 @@ It asks the server for the orbit's cameras (`orbit_cameras` signature: no camera
 a latent (a trained identity by `--latent_id`, or a new one from `sample_latents` with `--seed`),
 then renders the orbit in batches (`render_identity` / `render`) and writes, per view,
 `view_XXX_rgb.png`, `view_XXX_depth.png` (colour-mapped, one depth range for the whole orbit) and
-`view_XXX_alpha.png`, plus `orbit.gif`.
+`view_XXX_alpha.png`, plus `orbit.gif`. The orbit's flags are the fields of `OrbitConfig` (derived
+with `tfglo.utils.configs`: one declaration per setting).
 
 The request-building functions (`orbit_inputs`, `render_inputs`, `rest_body`, `predict_request`)
 and the transports (`RestTransport`, `GrpcTransport`) are importable; the tests drive them
@@ -15,6 +16,7 @@ against the exported model. REST uses only the standard library (urllib); gRPC n
 (a dependency of tensorflow-serving-api).
 """
 
+import dataclasses
 import json
 import pathlib
 import sys
@@ -31,36 +33,64 @@ if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
 from tfglo.lolnerf import serving  # noqa: E402
-from tfglo.utils import images  # noqa: E402
+from tfglo.utils import configs, images  # noqa: E402
 
 FLAGS = flags.FLAGS
 
 
+@dataclasses.dataclass(frozen=True)
+class OrbitConfig:
+    """The orbit the client has the server render.
+
+    Attributes:
+      num_views: views on the orbit.
+      radius: camera distance from the origin, object units.
+      yaw_range: (min, max) yaw of the orbit, radians.
+      pitch_range: (min, max) pitch of the orbit, radians.
+      height: image height, pixels.
+      width: image width, pixels.
+      focal_factor: focal length / image width.
+      latent_id: trained identity to render (row of the latent table).
+      seed: render a new identity from sample_latents with this seed (overrides latent_id).
+      truncation: truncation of the sampled latent.
+      batch_size: views per render request.
+    """
+
+    num_views: int = 8
+    radius: float = 4.5
+    yaw_range: tuple[float, float] = (-0.6, 0.6)
+    pitch_range: tuple[float, float] = (0.0, 0.0)
+    height: int = 128
+    width: int = 128
+    focal_factor: float = 2.0
+    latent_id: int | None = 0
+    seed: int | None = None
+    truncation: float = 0.7
+    batch_size: int = 4
+
+
+FLAG_SPEC = configs.ConfigFlags(
+    "export/client.py",
+    {"orbit": OrbitConfig},
+    naming={OrbitConfig: configs.FlagNames(names={"yaw_range": "yaw", "pitch_range": "pitch"})},
+    extra=(
+        configs.Flag(
+            "rest_url", "string", None, "TF Serving REST address, e.g. http://localhost:8501."
+        ),
+        configs.Flag(
+            "grpc_target", "string", None, "TF Serving gRPC address host:port, e.g. localhost:8500."
+        ),
+        configs.Flag("model_name", "string", "tfglo", "Served model name."),
+        configs.Flag("model_version", "integer", None, "Model version (default: latest)."),
+        configs.Flag("output", "string", None, "Directory for the PNGs and the GIF."),
+        configs.Flag("timeout", "float", 300.0, "Seconds to wait for one response."),
+    ),
+)
+
+
 def define_flags() -> None:
     """Defines the client's flags (at start-up, not import: importing it must not clash)."""
-    flags.DEFINE_string("rest_url", None, "TF Serving REST address, e.g. http://localhost:8501.")
-    flags.DEFINE_string(
-        "grpc_target", None, "TF Serving gRPC address host:port, e.g. localhost:8500."
-    )
-    flags.DEFINE_string("model_name", "tfglo", "Served model name.")
-    flags.DEFINE_integer("model_version", None, "Model version (default: latest).")
-    flags.DEFINE_string("output", None, "Directory for the PNGs and the GIF.")
-    flags.DEFINE_integer("latent_id", 0, "Trained identity to render (row of the table).")
-    flags.DEFINE_integer(
-        "seed",
-        None,
-        "Render a new identity from sample_latents with this seed (overrides latent_id).",
-    )
-    flags.DEFINE_float("truncation", 0.7, "Truncation of the sampled latent.")
-    flags.DEFINE_integer("num_views", 8, "Views on the orbit.")
-    flags.DEFINE_float("radius", 4.5, "Camera distance from the origin, object units.")
-    flags.DEFINE_list("yaw", ["-0.6", "0.6"], "Yaw range min,max, radians.")
-    flags.DEFINE_list("pitch", ["0.0", "0.0"], "Pitch range min,max, radians.")
-    flags.DEFINE_integer("height", 128, "Image height, pixels.")
-    flags.DEFINE_integer("width", 128, "Image width, pixels.")
-    flags.DEFINE_float("focal_factor", 2.0, "Focal length / image width.")
-    flags.DEFINE_integer("batch_size", 4, "Views per render request.")
-    flags.DEFINE_float("timeout", 300.0, "Seconds to wait for one response.")
+    FLAG_SPEC.define(FLAGS)
 
 
 # Request bodies -----------------------------------------------------------------------------
@@ -279,30 +309,35 @@ class GrpcTransport:
 
 
 def render_orbit(
-    transport,
-    num_views: int = 8,
-    radius: float = 4.5,
-    yaw_range=(-0.6, 0.6),
-    pitch_range=(0.0, 0.0),
-    height: int = 128,
-    width: int = 128,
-    focal_factor: float = 2.0,
-    latent_id: int | None = 0,
-    seed: int | None = None,
-    truncation: float = 0.7,
-    batch_size: int = 4,
+    transport, config: OrbitConfig | None = None, **overrides
 ) -> dict[str, np.ndarray]:
     """Renders an orbit through a transport (anything with `predict(signature, inputs)`).
+
+    Args:
+      transport: `RestTransport`, `GrpcTransport`, or anything with that `predict`.
+      config: the orbit (default `OrbitConfig()`).
+      **overrides: `OrbitConfig` fields that replace the config's.
 
     Returns:
       dict: rgb `[V, H, W, 3]`, depth `[V, H, W]`, alpha `[V, H, W]`, world_to_camera
       `[V, 3, 4]`, intrinsics `[V, 3, 3]`, and latent `[D]` when sampled.
     """
+    config = dataclasses.replace(config or OrbitConfig(), **overrides)
+    num_views, height, width = config.num_views, config.height, config.width
+    batch_size, latent_id, seed = config.batch_size, config.latent_id, config.seed
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     cameras = transport.predict(
         "orbit_cameras",
-        orbit_inputs(num_views, radius, yaw_range, pitch_range, height, width, focal_factor),
+        orbit_inputs(
+            num_views,
+            config.radius,
+            config.yaw_range,
+            config.pitch_range,
+            height,
+            width,
+            config.focal_factor,
+        ),
     )
     result: dict[str, Any] = {
         "world_to_camera": cameras["world_to_camera"],
@@ -313,7 +348,7 @@ def render_orbit(
         sampled = transport.predict(
             "sample_latents",
             serving.coerce_inputs(
-                "sample_latents", {"count": 1, "seed": seed, "truncation": truncation}
+                "sample_latents", {"count": 1, "seed": seed, "truncation": config.truncation}
             ),
         )
         latent = sampled["latents"][0]
@@ -368,8 +403,10 @@ def main(argv):
         raise app.UsageError("give exactly one of --rest_url and --grpc_target")
     if not FLAGS.output:
         raise app.UsageError("--output is required")
-    if len(FLAGS.yaw) != 2 or len(FLAGS.pitch) != 2:
-        raise app.UsageError("--yaw and --pitch take two values: min,max (radians)")
+    try:
+        orbit = FLAG_SPEC.build(FLAG_SPEC.values(FLAGS))["orbit"]
+    except ValueError as e:  # e.g. --yaw with one value
+        raise app.UsageError(f"{e} (--yaw and --pitch take min,max in radians)") from None
     if FLAGS.rest_url:
         transport = RestTransport(
             FLAGS.rest_url, FLAGS.model_name, FLAGS.model_version, FLAGS.timeout
@@ -379,28 +416,11 @@ def main(argv):
             FLAGS.grpc_target, FLAGS.model_name, FLAGS.model_version, FLAGS.timeout
         )
     try:
-        result = _render(transport)
+        result = render_orbit(transport, orbit)
     except RuntimeError as e:
         sys.exit(f"error: {e}")
     paths = write_orbit(FLAGS.output, result)
     print(f"wrote {len(paths)} files to {FLAGS.output}")
-
-
-def _render(transport):
-    return render_orbit(
-        transport,
-        num_views=FLAGS.num_views,
-        radius=FLAGS.radius,
-        yaw_range=tuple(float(v) for v in FLAGS.yaw),
-        pitch_range=tuple(float(v) for v in FLAGS.pitch),
-        height=FLAGS.height,
-        width=FLAGS.width,
-        focal_factor=FLAGS.focal_factor,
-        latent_id=FLAGS.latent_id,
-        seed=FLAGS.seed,
-        truncation=FLAGS.truncation,
-        batch_size=FLAGS.batch_size,
-    )
 
 
 if __name__ == "__main__":

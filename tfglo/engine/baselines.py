@@ -129,3 +129,28 @@ def render_billboard(
         "depth": depth.reshape(height, width),
         "on_card": on_card.reshape(height, width),
     }
+
+
+def billboard_sources(train_views) -> dict[int, dict]:
+    """Each object's first view among `train_views` (view dicts, in their order): its billboard's
+    source image. Returns {object_id: view}."""
+    sources: dict[int, dict] = {}
+    for view in train_views:
+        sources.setdefault(view["object_id"], view)
+    return sources
+
+
+def render_billboard_view(source: dict, view: dict) -> dict[str, np.ndarray]:
+    """Renders the billboard of `source` (a train view dict: image, mask, intrinsics,
+    world_to_camera) into `view`'s camera and image size; see `render_billboard`."""
+    height, width = view["image"].shape[:2]
+    return render_billboard(
+        source["image"],
+        source["intrinsics"],
+        source["world_to_camera"],
+        view["intrinsics"],
+        view["world_to_camera"],
+        height,
+        width,
+        mask=source["mask"],
+    )
