@@ -23,6 +23,46 @@ def object_rng(seed: int, object_id: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, object_id, stream])
 
 
+def check_common_fields(config) -> None:
+    """Validates the fields the cars and shapes configs share, and normalises their tuples.
+
+    Raises:
+      ValueError: a field is out of range (the message names it).
+    """
+    if config.num_objects < 1:
+        raise ValueError(f"num_objects must be >= 1, got {config.num_objects}")
+    if config.image_size < 4:
+        raise ValueError(f"image_size must be >= 4 pixels, got {config.image_size}")
+    if config.train_views_per_object < 1:
+        raise ValueError(
+            f"train_views_per_object must be >= 1, got {config.train_views_per_object}"
+        )
+    if config.eval_views_per_object < 0:
+        raise ValueError(f"eval_views_per_object must be >= 0, got {config.eval_views_per_object}")
+    if not config.camera_distance > 1.0:
+        raise ValueError(
+            "camera_distance must be > 1 (outside the unit sphere holding the object), got "
+            f"{config.camera_distance}"
+        )
+    if not config.focal_factor > 0.0:
+        raise ValueError(f"focal_factor must be > 0, got {config.focal_factor}")
+    if len(config.elevation_range_deg) != 2:
+        raise ValueError(
+            f"elevation_range_deg must be (min, max), got {tuple(config.elevation_range_deg)}"
+        )
+    low, high = config.elevation_range_deg
+    if not -90.0 < low <= high < 90.0:
+        raise ValueError(
+            f"elevation_range_deg must be (min, max) with -90 < min <= max < 90, got {(low, high)}"
+        )
+    color = tuple(float(c) for c in config.background_color)
+    if len(color) != 3 or not all(0.0 <= c <= 1.0 for c in color):
+        raise ValueError(f"background_color must be 3 values in [0, 1], got {color}")
+    # Tuples survive a JSON round trip as lists; keep the dataclass hashable and comparable.
+    object.__setattr__(config, "background_color", color)
+    object.__setattr__(config, "elevation_range_deg", (float(low), float(high)))
+
+
 def view_record(
     view: dict[str, np.ndarray],
     intrinsics,

@@ -220,7 +220,8 @@ def _cone_interval(o, d, sizes):
     lo = np.where(flat, np.where(inside, -np.inf, np.inf), np.minimum(ua, ub))
     hi = np.where(flat, np.where(inside, np.inf, -np.inf), np.maximum(ua, ub))
     t0, t1 = np.maximum(q0, lo), np.minimum(q1, hi)
-    return t0, t1, two & (a != 0.0) & (t0 < t1)
+    # With a < 0 the line always crosses the cone (through the apex when the roots coincide).
+    return t0, t1, np.where(a > 0.0, two, a < 0.0) & (t0 < t1)
 
 
 _INTERVALS = {
@@ -357,10 +358,12 @@ def trace(prims: Primitives, origins, directions) -> dict[str, np.ndarray]:
         n_o = n_o[:, None]
     n_d = (directions @ prims.clip_normals.T).T  # [P, N]
     h = prims.clip_offsets[:, None]
-    hit0 = valid & (t0 > _EPS) & (n_o + t0 * n_d >= h)
-    # A clipped primitive is an open shell: where its outer side is cut away, the ray may still
-    # meet its inner side (hair seen behind the head near the silhouette).
-    hit1 = valid & prims.clipped[:, None] & (t1 > _EPS) & (n_o + t1 * n_d >= h)
+    # Missed rays may have infinite t (inf x 0 = nan compares False: still a miss).
+    with np.errstate(invalid="ignore"):
+        hit0 = valid & (t0 > _EPS) & (n_o + t0 * n_d >= h)
+        # A clipped primitive is an open shell: where its outer side is cut away, the ray may still
+        # meet its inner side (hair seen behind the head near the silhouette).
+        hit1 = valid & prims.clipped[:, None] & (t1 > _EPS) & (n_o + t1 * n_d >= h)
     t = np.where(hit0, t0, np.where(hit1, t1, np.inf))  # [P, N]
     primitive = np.argmin(t, 0)
     rays = np.arange(t.shape[1])
