@@ -133,15 +133,15 @@ def ray_plane(origins, directions, normal, offset) -> np.ndarray:
 
 
 def _slab(o, d, half):
-    """Interval of t where |o + t d| <= half along one axis (o, d `[K, N]`, half `[K, 1]`)."""
+    """Interval of t where |o + t d| <= half along one axis (o, d `[K, N]`, half `[K, 1]`).
+
+    A ray parallel to the slab (d = 0) gets (-inf, inf) inside it and an empty interval outside,
+    from IEEE division by zero (the signs of the two numerators decide).
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         ta = (-half - o) / d
         tb = (half - o) / d
-    parallel = d == 0.0
-    inside = np.abs(o) <= half
-    lo = np.where(parallel, np.where(inside, -np.inf, np.inf), np.minimum(ta, tb))
-    hi = np.where(parallel, np.where(inside, np.inf, -np.inf), np.maximum(ta, tb))
-    return lo, hi
+    return np.minimum(ta, tb), np.maximum(ta, tb)
 
 
 def _ellipsoid_interval(o, d, sizes):
@@ -352,18 +352,22 @@ def trace(prims: Primitives, origins, directions) -> dict[str, np.ndarray]:
         valid = np.empty((count, len(directions)), bool)
         for index, (k0, k1, k_valid) in intervals:
             t0[index], t1[index], valid[index] = k0, k1, k_valid
-    # Half-space test along the ray: n . (o + t d) = n . o + t n . d.
-    n_o = (origins @ prims.clip_normals.T).T  # [P] or [P, N]
-    if n_o.ndim == 1:
-        n_o = n_o[:, None]
-    n_d = (directions @ prims.clip_normals.T).T  # [P, N]
-    h = prims.clip_offsets[:, None]
-    # Missed rays may have infinite t (inf x 0 = nan compares False: still a miss).
-    with np.errstate(invalid="ignore"):
-        hit0 = valid & (t0 > _EPS) & (n_o + t0 * n_d >= h)
-        # A clipped primitive is an open shell: where its outer side is cut away, the ray may still
-        # meet its inner side (hair seen behind the head near the silhouette).
-        hit1 = valid & prims.clipped[:, None] & (t1 > _EPS) & (n_o + t1 * n_d >= h)
+    if np.any(prims.clip_normals):
+        # Half-space test along the ray: n . (o + t d) = n . o + t n . d.
+        n_o = (origins @ prims.clip_normals.T).T  # [P] or [P, N]
+        if n_o.ndim == 1:
+            n_o = n_o[:, None]
+        n_d = (directions @ prims.clip_normals.T).T  # [P, N]
+        h = prims.clip_offsets[:, None]
+        # Missed rays may have infinite t (inf x 0 = nan compares False: still a miss).
+        with np.errstate(invalid="ignore"):
+            hit0 = valid & (t0 > _EPS) & (n_o + t0 * n_d >= h)
+            # A clipped primitive is an open shell: where its outer side is cut away, the ray may
+            # still meet its inner side (hair seen behind the head near the silhouette).
+            hit1 = valid & prims.clipped[:, None] & (t1 > _EPS) & (n_o + t1 * n_d >= h)
+    else:  # nothing is clipped
+        hit0 = valid & (t0 > _EPS)
+        hit1 = np.zeros_like(hit0)
     t = np.where(hit0, t0, np.where(hit1, t1, np.inf))  # [P, N]
     primitive = np.argmin(t, 0)
     rays = np.arange(t.shape[1])
