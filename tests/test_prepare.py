@@ -43,6 +43,77 @@ def test_synthetic_end_to_end(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heads"]  # no temporary left
 
 
+@pytest.mark.parametrize(
+    "args, splits, background, config",
+    [
+        (
+            [
+                "--synthetic_class=cars",
+                "--synthetic_elevation_deg=10,20",
+                "--cars_eval_angle_deg=30,40",
+                "--synthetic_background_color=0,0,0",
+            ],
+            {"train": 2, "eval": 4},
+            [0.0, 0.0, 0.0],
+            {"elevation_range_deg": [10.0, 20.0], "eval_angle_range_deg": [30.0, 40.0]},
+        ),
+        (
+            [
+                "--synthetic_class=shapes",
+                "--train_views=2",
+                "--eval_views=1",
+                "--shapes_primitives=2,3",
+                "--shapes_background=scene",
+            ],
+            {"train": 4, "eval": 2},
+            None,
+            {"min_primitives": 2, "max_primitives": 3, "background": "scene"},
+        ),
+    ],
+    ids=["cars", "shapes"],
+)
+def test_synthetic_classes_end_to_end(tmp_path, args, splits, background, config):
+    output = tmp_path / "data"
+    result = run_prepare(
+        "--source=synthetic", f"--output={output}", "--num_objects=2", "--image_size=12", *args
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata = dataset_dir.read_metadata(output)
+    assert metadata["synthetic_class"] == args[0].split("=")[1]
+    assert metadata["splits"] == splits
+    assert metadata["num_latents"] == 2
+    assert metadata["constant_background"] == background
+    for key, value in config.items():
+        assert metadata["synthetic_config"][key] == value
+    recs = list(dataset_dir.iterate_records(output))
+    assert all(r.image.shape == (12, 12, 3) and r.landmarks is None for r in recs)
+    if background is not None:
+        assert all((r.image[r.mask == 0] == 0).all() for r in recs)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--shapes_primitives=1,2"],
+            "--shapes_primitives does not apply to --synthetic_class=heads",
+        ),
+        (
+            ["--synthetic_class=cars", "--cars_eval_angle_deg=30"],
+            "eval_angle_range_deg must be (min, max), got (30.0,)",
+        ),
+    ],
+    ids=["flag_of_another_class", "one_value"],
+)
+def test_synthetic_flags_bad_input(tmp_path, args, message):
+    output = tmp_path / "data"
+    result = run_prepare("--source=synthetic", f"--output={output}", "--num_objects=1", *args)
+    assert result.returncode == 1
+    assert f"prepare: error: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not output.exists()
+
+
 @pytest.fixture()
 def small_lego(tmp_path, lego_dir) -> pathlib.Path:
     """A transforms.json over 5 lego frames, one of whose images is missing."""

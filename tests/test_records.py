@@ -1,7 +1,11 @@
 """Tests of the record schema (tfglo.records) and the dataset directory (tfglo.dataset_dir)."""
 
 import json
+import os
+import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -395,3 +399,36 @@ class DatasetDirTest(parameterized.TestCase):
                 writer.write(minimal_record(0))
                 writer.write(other)
         self.assertEqual(tf.io.gfile.listdir(self.root), [])
+
+
+_WRITE_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[2])
+import test_records
+from tfglo.data import dataset_dir
+with dataset_dir.DatasetWriter(sys.argv[1]) as writer:
+    for seed in range(3):
+        writer.write(test_records.full_record(seed))
+"""
+
+
+def test_same_records_write_the_same_bytes_in_two_processes(tmp_path):
+    # tf.train.Example's feature map is serialised in a per-process order unless asked to be
+    # deterministic; a data set must not change from run to run.
+    with dataset_dir.DatasetWriter(tmp_path / "here") as writer:
+        for seed in range(3):
+            writer.write(full_record(seed))
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _WRITE_SCRIPT,
+            str(tmp_path / "there"),
+            str(pathlib.Path(__file__).parent),
+        ],
+        check=True,
+        cwd=pathlib.Path(__file__).parent.parent,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""),
+    )
+    shard = "records-00000.tfrecord"
+    assert (tmp_path / "here" / shard).read_bytes() == (tmp_path / "there" / shard).read_bytes()

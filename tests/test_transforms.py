@@ -252,6 +252,22 @@ class SmallFilesTest(parameterized.TestCase):
         self.assertIsNone(record.mask)
         np.testing.assert_array_equal(record.image, np.full((8, 8, 3), 100))
 
+    @parameterized.named_parameters(
+        ("white", "white", ("a", "b"), [1.0, 1.0, 1.0], 255),
+        ("black", "black", ("a", "b"), [0.0, 0.0, 0.0], 0),
+        ("keep", "keep", ("a", "b"), None, 100),
+        ("one_frame_without_alpha", "white", ("a", "rgb"), None, None),
+    )
+    def test_constant_background(self, background, names, expected, pixel):
+        data = {"camera_angle_x": 0.5, "frames": self._frames(names)}
+        iterator, metadata, _ = transforms.load(
+            self._write(data), transforms.TransformsConfig(background=background)
+        )
+        self.assertEqual(json.loads(json.dumps(metadata))["constant_background"], expected)
+        record = next(iterator)
+        if pixel is not None:  # what the background pixels of an alpha image hold
+            np.testing.assert_array_equal(record.image[record.mask == 0], pixel)
+
     def test_skip_missing(self):
         data = {"camera_angle_x": 0.5, "frames": self._frames(["a", "gone", "b"])}
         frames, skipped = self._read(data, skip_missing=True)

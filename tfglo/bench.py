@@ -15,6 +15,8 @@ from tfglo.utils import benchmarking
 BENCHMARKS = {
     "train_step": "tfglo.lolnerf.model:benchmark_train_step",
     "synthetic": "tfglo.data.synthetic.heads:benchmark_synthetic",
+    "synthetic_cars": "tfglo.data.synthetic.cars:benchmark_cars",
+    "synthetic_shapes": "tfglo.data.synthetic.shapes:benchmark_shapes",
     "pipeline": "tfglo.data.pipeline:benchmark_pipeline",
     "prepare_photos": "tfglo.data.photo_import:benchmark_prepare_photos",
     "render": "tfglo.nerf.image_renderer:benchmark_render",

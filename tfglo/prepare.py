@@ -1,8 +1,11 @@
 """`python -m tfglo.prepare`: writes a dataset directory (DESIGN.md section 4) from a source.
 
 Sources:
-  --source=synthetic   the built-in procedural heads (tfglo.synthetic): --num_objects,
-                       --image_size, --seed, --train_views, --eval_views.
+  --source=synthetic   a built-in procedural class (tfglo.data.synthetic): --synthetic_class=
+                       heads (default) | cars | shapes, --num_objects, --image_size, --seed,
+                       --train_views, --eval_views; cars and shapes: --synthetic_elevation_deg,
+                       --synthetic_background_color; cars: --cars_eval_angle_deg; shapes:
+                       --shapes_primitives, --shapes_background.
   --source=transforms  known cameras from a NeRF / instant-ngp transforms.json
                        (tfglo.transforms): --transforms=FILE, --alpha_background, --image_size,
                        --eval_every, --eval_frames, --scene_radius, --skip_missing.
@@ -13,6 +16,10 @@ Sources:
 
 Examples:
   python -m tfglo.prepare --source=synthetic --num_objects=64 --output=data/heads
+  python -m tfglo.prepare --source=synthetic --synthetic_class=cars --num_objects=100 \
+      --image_size=32 --output=data/cars
+  python -m tfglo.prepare --source=synthetic --synthetic_class=shapes --num_objects=1000 \
+      --train_views=4 --eval_views=4 --output=data/shapes
   python -m tfglo.prepare --source=transforms --transforms=../shared/data/lego/transforms.json \
       --eval_every=8 --image_size=100 --output=data/lego
   python -m tfglo.prepare --source=images --images=../shared/data/faces --output=data/faces
@@ -70,15 +77,68 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     )
 
     # --source=synthetic
+    flags.DEFINE_enum(
+        "synthetic_class",
+        "heads",
+        ["heads", "cars", "shapes"],
+        "synthetic: the class: heads (single view, varied backgrounds, keypoints), cars (single "
+        "view from all around, white background) or shapes (scenes of 1-4 primitives, several "
+        "views each).",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer(
-        "num_objects", 16, "synthetic: number of objects (heads).", flag_values=flag_values
+        "num_objects",
+        16,
+        "synthetic: number of objects (heads, cars, scenes).",
+        flag_values=flag_values,
     )
     flags.DEFINE_integer("seed", 0, "synthetic: random seed.", flag_values=flag_values)
     flags.DEFINE_integer(
-        "train_views", 1, "synthetic: training views per object.", flag_values=flag_values
+        "train_views",
+        None,
+        "synthetic: training views per object (default: the class's: heads 1, cars 1, shapes 8).",
+        flag_values=flag_values,
     )
     flags.DEFINE_integer(
-        "eval_views", 4, "synthetic: held-out views per object.", flag_values=flag_values
+        "eval_views",
+        None,
+        "synthetic: held-out views per object (default: the class's: heads 4, cars 2, shapes 4).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "synthetic_elevation_deg",
+        None,
+        "synthetic cars, shapes: MIN,MAX camera elevation above the horizontal, degrees "
+        "(default: cars 5,35; shapes 10,60).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "synthetic_background_color",
+        None,
+        "synthetic cars, shapes: R,G,B in [0, 1], the constant background (default: cars "
+        "1,1,1; shapes 0.85,0.85,0.85).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "cars_eval_angle_deg",
+        None,
+        "synthetic cars: MIN,MAX angle between the training view and each held-out view, "
+        "degrees (default 25,60).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "shapes_primitives",
+        None,
+        "synthetic shapes: MIN,MAX primitives per scene (default 1,4).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
+        "shapes_background",
+        None,
+        ["dataset", "scene"],
+        "synthetic shapes: one constant background colour for the data set (default) or a "
+        "random plain colour per scene.",
+        flag_values=flag_values,
     )
 
     # --source=transforms
@@ -172,20 +232,45 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 Source = tuple[Iterator[records.ImageRecord], dict[str, Any], list[dict[str, str]]]
 
 
-def synthetic_source() -> Source:
-    """The procedural heads of tfglo.synthetic, from the synthetic flags."""
-    from tfglo.data.synthetic import heads as synthetic
+# Optional synthetic flags -> (config field, parser); a flag left unset keeps the class default.
+_SYNTHETIC_FLAGS = {
+    "image_size": ("image_size", int),
+    "train_views": ("train_views_per_object", int),
+    "eval_views": ("eval_views_per_object", int),
+    "synthetic_elevation_deg": ("elevation_range_deg", float),
+    "synthetic_background_color": ("background_color", float),
+    "cars_eval_angle_deg": ("eval_angle_range_deg", float),
+    "shapes_primitives": (("min_primitives", "max_primitives"), int),
+    "shapes_background": ("background", str),
+}
 
-    kwargs = dict(
-        num_objects=FLAGS.num_objects,
-        seed=FLAGS.seed,
-        train_views_per_object=FLAGS.train_views,
-        eval_views_per_object=FLAGS.eval_views,
-    )
-    if FLAGS.image_size is not None:
-        kwargs["image_size"] = FLAGS.image_size
-    config = synthetic.SyntheticConfig(**kwargs)
-    return synthetic.generate(config), synthetic.dataset_metadata(config), []
+
+def synthetic_source() -> Source:
+    """A built-in procedural class of tfglo.data.synthetic, from the synthetic flags."""
+    from tfglo.data import synthetic
+
+    kind = synthetic.get_class(FLAGS.synthetic_class)
+    fields = {f.name for f in dataclasses.fields(kind.config_type)}
+    kwargs = dict(num_objects=FLAGS.num_objects, seed=FLAGS.seed)
+    for flag, (field, parse) in _SYNTHETIC_FLAGS.items():
+        value = FLAGS[flag].value
+        if value is None:
+            continue
+        names = field if isinstance(field, tuple) else (field,)
+        if not set(names) <= fields:
+            raise ValueError(f"--{flag} does not apply to --synthetic_class={kind.name}")
+        try:
+            value = [parse(v) for v in value] if isinstance(value, list) else parse(value)
+        except ValueError as e:
+            raise ValueError(f"--{flag}={value}: {e}") from e
+        if isinstance(field, tuple):
+            if len(value) != len(field):
+                raise ValueError(f"--{flag} needs {len(field)} values, got {value}")
+            kwargs.update(zip(field, value, strict=True))
+        else:
+            kwargs[field] = tuple(value) if isinstance(value, list) else value
+    config = kind.config_type(**kwargs)
+    return kind.generate(config), kind.dataset_metadata(config), []
 
 
 def transforms_source() -> Source:

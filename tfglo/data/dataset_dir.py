@@ -105,7 +105,7 @@ class DatasetWriter:
             )
         if self._writer is None or self._shards[-1]["num_records"] >= self.records_per_shard:
             self._open_shard()
-        self._writer.write(records.to_example(record).SerializeToString())
+        self._writer.write(records.to_example(record).SerializeToString(deterministic=True))
         self._shards[-1]["num_records"] += 1
         self._latents.add(record.latent_id)
         self._objects.add(record.object_id)

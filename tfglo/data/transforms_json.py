@@ -37,7 +37,10 @@ alpha as the record's mask (255 = foreground) in every policy. Its RGB is
   is used (the model's constant background colour defaults to white);
 - "black": composited over black, rgb * a;
 - "keep": stored as it is in the file (for RGB images whose background is real content).
-An image without alpha is stored as it is, with no mask, whatever the policy.
+An image without alpha is stored as it is, with no mask, whatever the policy. When every frame
+has alpha and the policy is "white" or "black", every background pixel is that colour:
+dataset.json records it as `constant_background` ([1, 1, 1] or [0, 0, 0]; null otherwise), so
+a model may composite its foreground on it.
 
 Resizing (`image_size`) happens after compositing (area averaging when shrinking, so the stored
 colours and mask stay consistent); the intrinsics are scaled per axis, which is exact for a
@@ -60,6 +63,8 @@ from tfglo.geometry import camera
 from tfglo.utils import images
 
 BACKGROUNDS = ("white", "black", "keep")
+# The sRGB colour an alpha image is composited on, per background policy ("keep": none).
+COMPOSITE_COLORS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")
@@ -134,6 +139,7 @@ class Frame:
       world_to_camera: `[3, 4]` OpenCV world-to-camera, the file's world units.
       camera_to_world_gl: `[4, 4]` the `transform_matrix` as written.
       object_key: the frame's `object_id` as written (None when absent).
+      has_alpha: whether the image file has an alpha channel (or a transparent colour).
       split: "train" or "eval".
       latent_id, object_id, view_id: record ids (see the module docstring).
     """
@@ -146,6 +152,7 @@ class Frame:
     world_to_camera: np.ndarray
     camera_to_world_gl: np.ndarray
     object_key: int | str | None
+    has_alpha: bool = False
     split: str = "train"
     latent_id: int = 0
     object_id: int = 0
@@ -260,13 +267,19 @@ def _intrinsics(
     return np.array([fx * scale_x, fy * scale_y, cx * scale_x, cy * scale_y], np.float64)
 
 
-def _image_size(path: pathlib.Path, where: str) -> tuple[int, int]:
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def _image_header(path: pathlib.Path, where: str) -> tuple[tuple[int, int], bool]:
+    """(height, width) and whether the image has alpha, from the file's header."""
     try:
         with Image.open(path) as image:
             width, height = image.size
+            has_alpha = _has_alpha(image)
     except (OSError, Image.DecompressionBombError) as e:
         raise TransformsError(f"{where}: cannot read image {path}: {e}") from e
-    return height, width
+    return (height, width), has_alpha
 
 
 def _holdout_matches(config: TransformsConfig, frames: list[dict], path: pathlib.Path) -> set:
@@ -356,7 +369,7 @@ def read_transforms(
                 raise TransformsError(f"{where}: {reason}")
             skipped.append({"source": file_path, "reason": reason})
             continue
-        image_size = _image_size(image_path, where)
+        image_size, has_alpha = _image_header(image_path, where)
         if config.image_size is None and frames and image_size != frames[0].image_size:
             raise TransformsError(
                 f"{where}: image is {image_size[0]}x{image_size[1]} but {frames[0].file_path} is "
@@ -373,6 +386,7 @@ def read_transforms(
                 world_to_camera=np.zeros((3, 4)),
                 camera_to_world_gl=matrix,
                 object_key=object_key,
+                has_alpha=has_alpha,
                 split=split,
             )
         )
@@ -419,9 +433,7 @@ def load_frame(frame: Frame, config: TransformsConfig = TransformsConfig()) -> r
     try:
         with Image.open(frame.image_path) as image:
             image.load()
-            has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-                "transparency" in image.info
-            )
+            has_alpha = _has_alpha(image)
             pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
     except (OSError, Image.DecompressionBombError) as e:
         raise TransformsError(
@@ -456,6 +468,15 @@ def load_frame(frame: Frame, config: TransformsConfig = TransformsConfig()) -> r
     )
 
 
+def constant_background(config: TransformsConfig, frames: list[Frame]) -> list[float] | None:
+    """The sRGB colour in [0, 1] of every background pixel of the import, or None when the
+    backgrounds are not one known colour (policy "keep", or a frame without alpha)."""
+    color = COMPOSITE_COLORS.get(config.background)
+    if color is None or not frames or not all(f.has_alpha for f in frames):
+        return None
+    return list(color)
+
+
 def dataset_metadata(
     path: os.PathLike | str, config: TransformsConfig, frames: list[Frame]
 ) -> dict[str, Any]:
@@ -466,6 +487,7 @@ def dataset_metadata(
         "scene_radius": float(config.scene_radius),
         "intrinsics_policy": "known: from transforms.json (fl_x/fl_y/cx/cy or camera_angle_x)",
         "background": config.background,
+        "constant_background": constant_background(config, frames),
         "world_frame": "the transforms.json world; camera axes converted to OpenCV",
         "holdout": {"eval_every": config.eval_every, "eval_frames": list(config.eval_frames)},
         "objects": {str(f.object_key): f.latent_id for f in frames if f.object_key is not None},

@@ -10,10 +10,8 @@ environment at infinity: a solid colour or a gradient over the world ray directi
 so every view of an object sees the same environment (a latent-conditioned background field
 can explain it).
 
-Rendering is vectorised numpy ray casting with the closed-form ray/ellipsoid intersection; the
-nearest hit wins. The per-pixel rays, camera poses and projections use the package's camera
-convention (`tfglo.camera`) re-written in a few lines of numpy for speed; tests cross-check them
-against `camera.rays_from_pixels`, `camera.look_at` and `camera.project`.
+Rendering is the shared exact ray casting of `rendering` / `primitives` (closed-form
+ray/ellipsoid intersection, the nearest hit wins) with the orbit cameras of `cameras`.
 
 Per object: `train_views_per_object` training views (the first at a random pose within
 +-`train_yaw_spread_deg` / +-`train_pitch_spread_deg`, like the pose spread of a face data set;
@@ -28,15 +26,21 @@ of the primitives and are visible from the frontal view by construction.
 """
 
 import dataclasses
-import time
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from tfglo.data import records
+from tfglo.data.synthetic import cameras, generation, primitives, rendering, shading
 from tfglo.geometry import camera
-from tfglo.utils import benchmarking
+
+# The camera helpers that were first written here; callers keep using them from this module.
+orbit_pose = cameras.orbit_pose
+view_camera = cameras.view_camera
+pixel_rays = cameras.pixel_rays
+project_points = cameras.project_points
 
 KEYPOINT_NAMES = (
     "right_eye_outer",
@@ -241,31 +245,24 @@ class HeadParams:
         """Whether points `[N, 3]` satisfy each primitive's half-space, `[P, N]` bool."""
         return self.clip_normals @ points.T >= self.clip_offsets[:, None] - 1e-9
 
+    @functools.cached_property
+    def primitives(self) -> primitives.Primitives:
+        """The head as generic `primitives.Primitives` (all ellipsoids, in `PART_NAMES` order)."""
+        count = self.num_primitives
+        return primitives.Primitives(
+            kinds=np.full(count, primitives.ELLIPSOID),
+            centers=self.centers,
+            rotations=self.rotations,
+            sizes=self.radii,
+            colors=self.colors,
+            clip_normals=self.clip_normals,
+            clip_offsets=self.clip_offsets,
+            clipped=self.clipped,
+        )
 
-def _rotation(x: float = 0.0, y: float = 0.0, z: float = 0.0) -> np.ndarray:
-    """Rotation R_z R_y R_x `[3, 3]` from angles about the world axes, radians."""
-    cx, sx, cy, sy, cz, sz = np.cos(x), np.sin(x), np.cos(y), np.sin(y), np.cos(z), np.sin(z)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-def _blend(rng: np.random.Generator, palette: np.ndarray, jitter: float) -> np.ndarray:
-    """A random blend of two neighbouring palette colours plus a small jitter, in [0, 1]."""
-    i = rng.integers(len(palette) - 1)
-    w = rng.uniform()
-    color = (1 - w) * palette[i] + w * palette[i + 1]
-    return np.clip(color + rng.normal(0.0, jitter, 3), 0.0, 1.0)
-
-
-def _hsv_color(rng: np.random.Generator) -> np.ndarray:
-    """A random colour of moderate saturation (backgrounds), sRGB `[3]`."""
-    hue = rng.uniform()
-    saturation = rng.uniform(0.1, 0.7)
-    value = rng.uniform(0.25, 0.95)
-    k = (np.array([5.0, 3.0, 1.0]) + hue * 6.0) % 6.0
-    return value - value * saturation * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+    @property
+    def lighting(self) -> shading.Lighting:
+        return shading.Lighting(self.light_direction, self.ambient)
 
 
 def sample_object(rng: np.random.Generator, vary_lighting: bool = True) -> HeadParams:
@@ -281,13 +278,13 @@ def sample_object(rng: np.random.Generator, vary_lighting: bool = True) -> HeadP
     u = rng.uniform
     prims: dict[str, tuple] = {}  # name -> (centre, radii, rotation, colour)
 
-    skin = _blend(rng, _SKIN_TONES, 0.02)
+    skin = shading.blend(rng, _SKIN_TONES, 0.02)
     hair_color = np.clip(
         _HAIR_COLORS[rng.choice(len(_HAIR_COLORS), p=_HAIR_WEIGHTS)] + rng.normal(0.0, 0.03, 3),
         0.0,
         1.0,
     )
-    iris_color = _blend(rng, _IRIS_COLORS, 0.03)
+    iris_color = shading.blend(rng, _IRIS_COLORS, 0.03)
 
     head_c = np.array([0.0, u(0.0, 0.08), 0.0])
     head_r = np.array([u(0.52, 0.62), u(0.70, 0.80), u(0.60, 0.70)])
@@ -303,7 +300,7 @@ def sample_object(rng: np.random.Generator, vary_lighting: bool = True) -> HeadP
     ear_y, ear_z, ear_flare = head_c[1] + u(0.0, 0.1), u(0.0, 0.1), u(0.1, 0.35)
     for side, sign in (("right", -1.0), ("left", 1.0)):
         center = np.array([sign * head_r[0] * 0.97, ear_y, ear_z])
-        prims[f"ear_{side}"] = (center, ear_r, _rotation(y=sign * ear_flare), skin * 0.93)
+        prims[f"ear_{side}"] = (center, ear_r, primitives.rotation(y=sign * ear_flare), skin * 0.93)
 
     # Eyes: a white sclera half sunk into the face, an iris and a pupil bulging at its front.
     eye_x, eye_y = u(0.17, 0.24), head_c[1] + u(-0.16, -0.06)
@@ -328,21 +325,26 @@ def sample_object(rng: np.random.Generator, vary_lighting: bool = True) -> HeadP
     for side, sign in (("right", -1.0), ("left", 1.0)):
         x = sign * (eye_x + u(-0.01, 0.02))
         center = np.array([x, brow_y, front_z(x, brow_y, 0.5 * brow_r[2])])
-        prims[f"brow_{side}"] = (center, brow_r, _rotation(z=-sign * brow_tilt), hair_color * 0.8)
+        prims[f"brow_{side}"] = (
+            center,
+            brow_r,
+            primitives.rotation(z=-sign * brow_tilt),
+            hair_color * 0.8,
+        )
 
     # Nose: an ellipsoid elongated along y, tilted so its lower end points forwards (-z).
     nose_y = head_c[1] + u(0.02, 0.12)
     nose_r = np.array([u(0.06, 0.09), u(0.11, 0.16), u(0.10, 0.17)])
     nose_c = np.array([0.0, nose_y, front_z(0.0, nose_y, 0.3 * nose_r[2])])
     nose_color = np.clip(skin * np.array([1.0, 0.93, 0.9]), 0.0, 1.0)
-    prims["nose"] = (nose_c, nose_r, _rotation(x=-u(0.1, 0.4)), nose_color)
+    prims["nose"] = (nose_c, nose_r, primitives.rotation(x=-u(0.1, 0.4)), nose_color)
 
     # Mouth: a flattened dark ellipsoid sunk slightly into the face below the nose.
     mouth_y = nose_y + nose_r[1] + u(0.06, 0.12)
     mouth_r = np.array([u(0.13, 0.2), u(0.025, 0.05), u(0.05, 0.07)])
     mouth_c = np.array([0.0, mouth_y, front_z(0.0, mouth_y, 0.35 * mouth_r[2])])
     lip = np.clip(0.5 * _LIP_COLOR + 0.5 * skin * np.array([0.8, 0.45, 0.45]), 0.0, 1.0)
-    prims["mouth"] = (mouth_c, mouth_r, _rotation(x=u(-0.1, 0.1)), lip)
+    prims["mouth"] = (mouth_c, mouth_r, primitives.rotation(x=u(-0.1, 0.1)), lip)
 
     # Hair: a larger ellipsoid around the head, kept where n . x >= h (top and back); the plane
     # tilts backwards by `hair_angle` and stays above the eyebrows.
@@ -381,9 +383,9 @@ def sample_object(rng: np.random.Generator, vary_lighting: bool = True) -> HeadP
         light, ambient = np.array([-0.4, -0.6, -1.0]), 0.4
     light = light / np.linalg.norm(light)
 
-    color_a = _hsv_color(rng)
+    color_a = shading.random_color(rng)
     solid = rng.uniform() < 0.4
-    color_b = color_a if solid else _hsv_color(rng)
+    color_b = color_a if solid else shading.random_color(rng)
     angle = u(-0.6, 0.6)  # gradient mostly vertical, with some tilt
     direction = np.array([np.sin(angle), np.cos(angle), 0.0])
 
@@ -404,77 +406,24 @@ def sample_object(rng: np.random.Generator, vary_lighting: bool = True) -> HeadP
 
 
 def trace(params: HeadParams, origins, directions) -> dict[str, np.ndarray]:
-    """Casts rays at a head: the nearest hit over all primitives.
-
-    Args:
-      params: the head.
-      origins: `[3]` (shared) or `[N, 3]` ray origins, world, outside every primitive.
-      directions: `[N, 3]` ray directions, world (need not be unit; t is in their units).
-
-    Returns:
-      dict with t `[N]` (ray parameter of the hit, inf on a miss), primitive `[N]` int (index
-      into `PART_NAMES`, -1 on a miss), points `[N, 3]` and normals `[N, 3]` (unit, facing the
-      ray; zeros on a miss).
-    """
-    origins = np.asarray(origins, np.float64)
-    directions = np.asarray(directions, np.float64)
-    inv_r = 1.0 / params.radii  # [P, 3]
-    rot = params.rotations
-    # Map each ray into each ellipsoid's unit-sphere frame: o' = R^T (o - c) / r, d' = R^T d / r.
-    if origins.ndim == 1:
-        o_local = np.einsum("pi,pij->pj", origins - params.centers, rot)[:, None] * inv_r[:, None]
-    else:
-        o_local = np.matmul(origins[None] - params.centers[:, None], rot) * inv_r[:, None]
-    d_local = np.matmul(directions[None], rot) * inv_r[:, None]  # [P, N, 3]
-    a = np.sum(d_local * d_local, -1)
-    b = np.sum(o_local * d_local, -1)
-    c = np.sum(o_local * o_local, -1) - 1.0
-    disc = b * b - a * c
-    root = np.sqrt(np.maximum(disc, 0.0))
-    t0 = (-b - root) / a
-    t1 = (-b + root) / a
-    valid = disc > 0.0
-    # Half-space test along the ray: n . (o + t d) = n . o + t n . d.
-    n_o = (origins @ params.clip_normals.T).T  # [P] or [P, N]
-    if n_o.ndim == 1:
-        n_o = n_o[:, None]
-    n_d = (directions @ params.clip_normals.T).T  # [P, N]
-    h = params.clip_offsets[:, None]
-    eps = 1e-9
-    hit0 = valid & (t0 > eps) & (n_o + t0 * n_d >= h)
-    # A clipped primitive is an open shell: where its outer side is cut away, the ray may still
-    # meet its inner side (hair seen behind the head near the silhouette).
-    hit1 = valid & params.clipped[:, None] & (t1 > eps) & (n_o + t1 * n_d >= h)
-    t = np.where(hit0, t0, np.where(hit1, t1, np.inf))  # [P, N]
-    primitive = np.argmin(t, 0)
-    rays = np.arange(t.shape[1])
-    t_hit = t[primitive, rays]
-    miss = ~np.isfinite(t_hit)
-    primitive = np.where(miss, -1, primitive)
-    t_safe = np.where(miss, 0.0, t_hit)
-    points = origins + t_safe[:, None] * directions
-    # Normal = gradient of the implicit function: R (R^T (x - c) / r^2).
-    p = np.maximum(primitive, 0)
-    local = np.einsum("ni,nij->nj", points - params.centers[p], rot[p]) * inv_r[p] ** 2
-    normals = np.einsum("nij,nj->ni", rot[p], local)
-    normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
-    facing = np.sign(-np.sum(normals * directions, -1, keepdims=True))
-    normals = np.where(miss[:, None], 0.0, normals * np.where(facing == 0, 1.0, facing))
-    return {"t": t_hit, "primitive": primitive, "points": points, "normals": normals}
+    """Casts rays at a head: `primitives.trace` of its ellipsoids (primitive indices follow
+    `PART_NAMES`)."""
+    return primitives.trace(params.primitives, origins, directions)
 
 
 def shade(params: HeadParams, primitive: np.ndarray, normals: np.ndarray) -> np.ndarray:
     """Lambertian + ambient colours `[N, 3]` in [0, 1] of hits (`primitive` >= 0)."""
-    lambert = np.maximum(normals @ params.light_direction, 0.0)
-    light = params.ambient + (1.0 - params.ambient) * lambert
-    return params.colors[np.maximum(primitive, 0)] * light[:, None]
+    return shading.shade(params.colors, primitive, normals, params.lighting)
 
 
 def background(params: HeadParams, directions: np.ndarray) -> np.ndarray:
     """Environment colour `[N, 3]` of unit world directions `[N, 3]` (solid or gradient)."""
-    s = directions @ params.background_direction
-    w = np.clip(0.5 + 0.5 * s / params.background_spread, 0.0, 1.0)[:, None]
-    return (1.0 - w) * params.background_colors[0] + w * params.background_colors[1]
+    return shading.gradient_background(
+        directions,
+        params.background_colors,
+        params.background_direction,
+        params.background_spread,
+    )
 
 
 def object_keypoints(params: HeadParams) -> np.ndarray:
@@ -511,60 +460,6 @@ def object_keypoints(params: HeadParams) -> np.ndarray:
     return np.concatenate([eyes, tip[None], mouth_corners], 0)
 
 
-def orbit_pose(yaw: float, pitch: float, distance: float) -> np.ndarray:
-    """World-to-camera `[3, 4]` (float64) of a camera on the orbit looking at the origin.
-
-    The numpy twin of `camera.look_at(camera.orbit_eyes(yaw, pitch, distance))`: yaw 0, pitch 0
-    is the frontal camera at (0, 0, -distance) with identity rotation; positive yaw moves it
-    towards +x, positive pitch raises it (towards -y). Angles in radians.
-    """
-    eye = distance * np.array(
-        [np.cos(pitch) * np.sin(yaw), -np.sin(pitch), -np.cos(pitch) * np.cos(yaw)]
-    )
-    forward = -eye / np.linalg.norm(eye)
-    up = np.array([0.0, -1.0, 0.0])
-    right = np.cross(-up, forward)
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    rotation = np.stack([right, down, forward])
-    return np.concatenate([rotation, (-rotation @ eye)[:, None]], -1)
-
-
-def view_camera(
-    yaw: float, pitch: float, distance: float, image_size: int, focal_factor: float = 2.0
-) -> camera.Camera:
-    """A `camera.Camera` (float32 tensors) on the orbit: default intrinsics, `orbit_pose`."""
-    return camera.make_camera(
-        camera.default_intrinsics(image_size, image_size, focal_factor),
-        orbit_pose(yaw, pitch, distance).astype(np.float32),
-    )
-
-
-def pixel_rays(intrinsics, world_to_camera, height: int, width: int):
-    """Rays through every pixel centre (numpy twin of `camera.image_rays`).
-
-    Returns:
-      origin `[3]` (the camera centre), unit directions `[H * W, 3]`, and the camera z of each
-      unit direction `[H * W]` (so a hit at distance t has depth t * z).
-    """
-    fx, fy, cx, cy = np.asarray(intrinsics, np.float64)
-    pose = np.asarray(world_to_camera, np.float64)
-    rotation, translation = pose[:, :3], pose[:, 3]
-    x, y = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    d_cam = np.stack([(x - cx) / fx, (y - cy) / fy, np.ones_like(x)], -1).reshape(-1, 3)
-    d_cam /= np.linalg.norm(d_cam, axis=-1, keepdims=True)
-    return -rotation.T @ translation, d_cam @ rotation, d_cam[:, 2]
-
-
-def project_points(intrinsics, world_to_camera, points) -> tuple[np.ndarray, np.ndarray]:
-    """Numpy twin of `camera.project`: pixels `[N, 2]` and camera depth `[N]` of points `[N, 3]`."""
-    fx, fy, cx, cy = np.asarray(intrinsics, np.float64)
-    pose = np.asarray(world_to_camera, np.float64)
-    cam = np.asarray(points, np.float64) @ pose[:, :3].T + pose[:, 3]
-    pixels = np.stack([fx * cam[:, 0] / cam[:, 2] + cx, fy * cam[:, 1] / cam[:, 2] + cy], -1)
-    return pixels, cam[:, 2]
-
-
 def render_view(params: HeadParams, cam: camera.Camera, height: int, width: int) -> dict:
     """Renders one view of a head with its ground truth.
 
@@ -580,27 +475,17 @@ def render_view(params: HeadParams, cam: camera.Camera, height: int, width: int)
       `[5, 3]` float32 (world), landmarks `[5, 2]` float32 (projected keypoints, pixels),
       keypoint_depth `[5]` float32 (camera z), keypoint_visible `[5]` bool (not occluded).
     """
-    intrinsics = np.asarray(cam.intrinsics, np.float64)
-    pose = np.asarray(cam.world_to_camera, np.float64)
-    if intrinsics.shape != (4,) or pose.shape != (3, 4):
-        raise ValueError(
-            f"render_view needs one unbatched camera, got intrinsics {intrinsics.shape} and "
-            f"world_to_camera {pose.shape}"
-        )
-    origin, directions, z_per_t = pixel_rays(intrinsics, pose, height, width)
-    # Only rays that meet the unit sphere can hit the head (it lies inside): trace those alone.
-    b = directions @ origin
-    candidates = np.flatnonzero(b * b - (origin @ origin - 1.0) > 0.0)
-    hits = trace(params, origin, directions[candidates])
-    primitive = np.full(len(directions), -1)
-    primitive[candidates] = hits["primitive"]
-    hit = primitive >= 0
-    rgb = background(params, directions)
-    rgb[candidates] = np.where(
-        hit[candidates, None], shade(params, hits["primitive"], hits["normals"]), rgb[candidates]
+    intrinsics, pose = rendering.check_camera(cam.intrinsics, cam.world_to_camera)
+    view = rendering.render_view(
+        params.primitives,
+        params.lighting,
+        lambda directions: background(params, directions),
+        intrinsics,
+        pose,
+        height,
+        width,
     )
-    depth = np.zeros(len(directions))
-    depth[candidates] = np.where(hits["primitive"] >= 0, hits["t"] * z_per_t[candidates], 0.0)
+    origin = cameras.camera_center(pose)
 
     keypoints = object_keypoints(params)
     landmarks, keypoint_depth = project_points(intrinsics, pose, keypoints)
@@ -611,12 +496,7 @@ def render_view(params: HeadParams, cam: camera.Camera, height: int, width: int)
     visible = first >= distance - 1e-6
 
     return {
-        "image": np.round(np.clip(rgb, 0.0, 1.0) * 255.0)
-        .astype(np.uint8)
-        .reshape(height, width, 3),
-        "mask": np.where(hit, 255, 0).astype(np.uint8).reshape(height, width),
-        "depth": depth.astype(np.float32).reshape(height, width),
-        "primitive": primitive.astype(np.int32).reshape(height, width),
+        **view,
         "keypoints_3d": keypoints.astype(np.float32),
         "landmarks": landmarks.astype(np.float32),
         "keypoint_depth": keypoint_depth.astype(np.float32),
@@ -624,9 +504,7 @@ def render_view(params: HeadParams, cam: camera.Camera, height: int, width: int)
     }
 
 
-def object_rng(seed: int, object_id: int, stream: int) -> np.random.Generator:
-    """The random stream of one object: 0 for its shape and colours, 1 for its views."""
-    return np.random.default_rng([seed, object_id, stream])
+object_rng = generation.object_rng
 
 
 def view_angles(config: SyntheticConfig, object_id: int) -> list[tuple[str, float, float]]:
@@ -670,50 +548,26 @@ def generate(config: SyntheticConfig) -> Iterator[records.ImageRecord]:
         for view_id, (split, yaw, pitch) in enumerate(view_angles(config, object_id)):
             pose = orbit_pose(yaw, pitch, config.camera_distance).astype(np.float32)
             view = render_view(params, camera.Camera(intrinsics, pose), size, size)
-            yield records.ImageRecord(
-                image=view["image"],
-                intrinsics=intrinsics,
-                world_to_camera=pose,
-                latent_id=object_id,
-                object_id=object_id,
-                view_id=view_id,
-                source=f"synthetic/obj{object_id:04d}/view{view_id:02d}",
-                split=split,
-                mask=view["mask"],
-                depth=view["depth"],
-                landmarks=view["landmarks"],
-                keypoints_3d=view["keypoints_3d"],
+            yield generation.view_record(
+                view, intrinsics, pose, object_id, view_id, split, "synthetic"
             )
 
 
 def dataset_metadata(config: SyntheticConfig) -> dict[str, Any]:
     """dataset.json keys describing a synthetic data set (for `DatasetWriter.metadata`)."""
-    return {
-        "scene_radius": 1.0,
-        "intrinsics_policy": (
-            f"fixed: fx = fy = {config.focal_factor} x width, principal point at the image centre"
-        ),
-        "source_kind": "synthetic",
-        "synthetic_config": dataclasses.asdict(config),
-        "keypoint_names": list(KEYPOINT_NAMES),
-        "keypoint_face_mesh_indices": list(KEYPOINT_FACE_MESH_INDICES),
-        "latent_per": "object",
-    }
+    metadata = generation.base_metadata("heads", config, constant_background=None)
+    metadata["keypoint_names"] = list(KEYPOINT_NAMES)
+    metadata["keypoint_face_mesh_indices"] = list(KEYPOINT_FACE_MESH_INDICES)
+    return metadata
 
 
 def benchmark_synthetic(peak_gflops: float) -> None:
     """Prints `synthetic images_per_s=...` for 100 images at 64 x 64 on this process."""
     del peak_gflops  # numpy on one core; a ratio to the TF matmul peak means nothing here
-    config = SyntheticConfig(num_objects=20, image_size=64, eval_views_per_object=4)
-    next(generate(SyntheticConfig(num_objects=1, image_size=8)))  # warm-up
-    start = time.perf_counter()
-    count = sum(1 for _ in generate(config))
-    seconds = time.perf_counter() - start
-    benchmarking.report(
+    generation.benchmark_class(
         "synthetic",
-        images_per_s=count / seconds,
-        image_size=64,
-        num_images=count,
+        generate,
+        SyntheticConfig(num_objects=20, image_size=64, eval_views_per_object=4),
+        SyntheticConfig(num_objects=1, image_size=8),
         target_images_per_s=50,
-        meets_target=count / seconds >= 50,
     )
