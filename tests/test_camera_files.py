@@ -403,3 +403,41 @@ def test_prepare_app_reports_a_bad_camera_file(tmp_path):
     assert result.returncode == 1
     assert "entry 'a.png': missing fx" in result.stderr
     assert not (tmp_path / "out" / "dataset.json").exists()
+
+
+def test_camera_file_photos_get_selfie_masks_from_mediapipe(tmp_path, faces_dir):
+    """Real photos with cameras from a file: no detection, the person segmenter's masks."""
+    from tfglo.data import camera_file_import, photo_import
+
+    photos_dir = tmp_path / "photos"
+    photos_dir.mkdir()
+    cameras = {}
+    for name in ("img18.jpg", "img2.jpg", "img25.jpg"):  # 640x640, 640x480, 400x400
+        photo = Image.open(faces_dir / name).convert("RGB")
+        photo.save(photos_dir / name)
+        width, height = photo.size
+        cameras[name] = camera_files.FileCamera(
+            intrinsics=np.array([2.0 * width, 2.0 * width, width / 2, height / 2]),
+            world_to_camera=np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4.0]]),
+            width=width,
+            height=height,
+        )
+    cameras_path = camera_files.save_tfglo(tmp_path / "cameras.json", cameras)
+    config = photo_import.PhotoSourceConfig(
+        images=str(photos_dir),
+        log_every=0,
+        cameras=camera_file_import.CameraImportConfig(cameras_file=str(cameras_path)),
+    )
+    prepared, metadata, skipped = photo_import.prepare_images(config)
+    # One output size per dataset: the first photo's (256 x 256); the 4:3 photo is skipped.
+    assert [(s["source"], s["category"]) for s in skipped] == [("img2.jpg", "image size differs")]
+    assert [r.source for r in prepared] == ["img18.jpg", "img25.jpg"]
+    assert metadata["mask_source"] == "selfie"
+    assert metadata["landmark_source"] == "none"
+    for record in prepared:
+        assert record.landmarks is None
+        assert record.mask.shape == record.image.shape[:2]
+        foreground = np.mean(record.mask > 127)
+        assert 0.1 < foreground < 0.9, (record.source, foreground)  # a person, not all or nothing
+        assert record.width == 256
+    assert set(metadata["mask_outside_sphere"]["per_image"]) == {"img18.jpg", "img25.jpg"}

@@ -109,7 +109,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_float(
         "scene_radius",
         None,
-        "transforms: radius of the sphere holding the object (default 1.5).",
+        "transforms: radius of the sphere holding the object (default 1.5); images with "
+        "--cameras: overrides the camera file's (tfglo: its scene_radius or 1; LOLNeRF: 2).",
         flag_values=flag_values,
     )
     flags.DEFINE_bool(
