@@ -14,6 +14,8 @@ INSTALL_REQUIRES = [
     "numpy>=2,<3",
     "scipy>=1.13",
     "pillow>=10",
+    "scikit-image>=0.24",
+    "trimesh>=4",
 ]
 
 EXTRAS_REQUIRE = {

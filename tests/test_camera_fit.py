@@ -135,8 +135,10 @@ class ExactKeypointsTest(parameterized.TestCase):
         config = camera_fit.CameraFitConfig(scene_radius=1.5)
         result = camera_fit.fit_cameras(project(head, poses), INTRINSICS, config)
         points = result.canonical_points.astype(np.float64)
-        np.testing.assert_allclose(points.mean(0), 0.0, atol=1e-6)
-        rms = np.sqrt(np.mean(np.sum(points**2, -1)))
+        # The world origin is the sphere's centre, SPHERE_CENTER_CM from the keypoints' centroid.
+        offset = camera_fit.sphere_center_offset(config, face=True)
+        np.testing.assert_allclose(points.mean(0), -offset, atol=1e-6)
+        rms = np.sqrt(np.mean(np.sum((points - points.mean(0)) ** 2, -1)))
         self.assertAlmostEqual(rms, camera_fit.default_keypoint_rms_radius(config, True), 5)
         eyes = points[1] - points[0]
         self.assertGreater(eyes[0], 0.0)  # Face Mesh 33 at -x, 263 at +x
@@ -151,18 +153,53 @@ class ExactKeypointsTest(parameterized.TestCase):
         self.assertEqual(result.notes, [])
 
     def test_head_fits_the_sphere(self):
-        # The template's head radius (17 cm around the keypoints) maps to the scene radius.
+        # The sphere's radius in template centimetres maps to the scene radius.
         config = camera_fit.CameraFitConfig(scene_radius=1.0)
         rms = camera_fit.default_keypoint_rms_radius(config, face=True)
         centred = camera_fit.FACE_TEMPLATE_CM - camera_fit.FACE_TEMPLATE_CM.mean(0)
         template_rms = np.sqrt(np.mean(np.sum(centred**2, -1)))
+        self.assertAlmostEqual(camera_fit.SPHERE_RADIUS_CM * rms / template_rms, 1.0, 6)
+        head_only = camera_fit.CameraFitConfig(
+            sphere_radius_cm=camera_fit.HEAD_RADIUS_CM, sphere_center_cm=(0.0, 0.0, 0.0)
+        )
+        rms = camera_fit.default_keypoint_rms_radius(head_only, face=True)
         self.assertAlmostEqual(camera_fit.HEAD_RADIUS_CM * rms / template_rms, 1.0, 6)
+        self.assertIsNone(camera_fit.sphere_center_offset(head_only, face=True))
         self.assertAlmostEqual(
             camera_fit.default_keypoint_rms_radius(
                 camera_fit.CameraFitConfig(keypoint_rms_radius=0.4), face=True
             ),
             0.4,
         )
+
+    def test_head_and_shoulders_fit_the_sphere(self):
+        # Points of a typical head and shoulders, in template centimetres from the keypoints'
+        # centroid (+y down, +z away from the viewer), land inside the unit sphere; the shoulders
+        # would not fit the head-only sphere of 17 cm around the centroid.
+        centroid = camera_fit.FACE_TEMPLATE_CM.mean(0)
+        body_cm = {
+            "shoulder_left": (18.0, 22.0, 8.0),
+            "shoulder_right": (-18.0, 22.0, 8.0),
+            "top_of_hair": (0.0, -16.0, 6.0),
+            "back_of_skull": (0.0, -3.0, 16.0),
+            "chin": (0.0, 10.0, -2.0),
+        }
+        rng = np.random.default_rng(5)
+        poses = orbit_poses(rng, 12)
+        head = (camera_fit.FACE_TEMPLATE_CM - centroid) / 100.0  # metres, any scale works
+        config = camera_fit.CameraFitConfig()
+        result = camera_fit.fit_cameras(project(head, poses), INTRINSICS, config)
+        points = result.canonical_points.astype(np.float64)
+        units_per_cm = (
+            np.linalg.norm(points[1] - points[0]) / np.linalg.norm(head[1] - head[0]) / 100
+        )
+        fitted_centroid = points.mean(0)
+        for name, body in body_cm.items():
+            world = fitted_centroid + units_per_cm * np.asarray(body)
+            self.assertLess(np.linalg.norm(world), 0.995 * config.scene_radius, name)
+            head_only = np.linalg.norm(np.asarray(body)) / camera_fit.HEAD_RADIUS_CM
+            if name.startswith("shoulder"):
+                self.assertGreater(head_only, 1.0, name)
 
     def test_single_image_keeps_the_template(self):
         rng = np.random.default_rng(3)

@@ -12,7 +12,8 @@ Sources:
   --source=images      photos through MediaPipe (tfglo.photo_source): --images=DIR,
                        --image_size (default 256), --crop_margin, --focal_factor,
                        --canonical_from=DATASET (cameras only), --landmarks=FILE (other
-                       classes), --face_landmarker_model, --selfie_segmenter_model.
+                       classes), --cameras=FILE (known cameras: no landmarks or fit),
+                       --face_landmarker_model, --selfie_segmenter_model.
 
 Examples:
   python -m tfglo.prepare --source=synthetic --num_objects=64 --output=data/heads
@@ -168,7 +169,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_float(
         "scene_radius",
         None,
-        "transforms: radius of the sphere holding the object (default 1.5).",
+        "transforms: radius of the sphere holding the object (default 1.5); images with "
+        "--cameras: overrides the camera file's (tfglo: its scene_radius or 1; LOLNeRF: 2).",
         flag_values=flag_values,
     )
     flags.DEFINE_bool(
@@ -223,6 +225,29 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         "focal_factor",
         2.0,
         "images: focal length = focal_factor x image width (pixels).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "cameras",
+        None,
+        "images: per-image cameras from a file instead of landmarks and a fit: tfglo's JSON "
+        "schema or the LOLNeRF authors' camera estimates (tfglo/data/camera_files.py). The "
+        "whole photo is resized to --image_size wide; --scene_radius overrides the file's.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
+        "cameras_align",
+        None,
+        ["none", "mean_camera"],
+        "images with --cameras: rotate the world so the average camera is the frontal one "
+        "(default: mean_camera for LOLNeRF estimates, none for tfglo files).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
+        "cameras_mask",
+        "selfie",
+        ["selfie", "full", "none"],
+        "images with --cameras: masks from the person segmenter, all foreground, or none.",
         flag_values=flag_values,
     )
 
@@ -294,8 +319,8 @@ def transforms_source() -> Source:
 
 def images_source() -> Source:
     """Photos through MediaPipe (or a landmarks file) and a joint camera fit: tfglo.photo_source."""
+    from tfglo.data import camera_file_import, photos
     from tfglo.data import photo_import as photo_source
-    from tfglo.data import photos
     from tfglo.pose import camera_fit, landmarks
 
     if not FLAGS.images:
@@ -315,6 +340,14 @@ def images_source() -> Source:
         canonical_from=FLAGS.canonical_from,
         landmarks_file=FLAGS.landmarks,
         landmarks_mask=FLAGS.landmarks_mask,
+        cameras=camera_file_import.CameraImportConfig(
+            cameras_file=FLAGS.cameras,
+            align=FLAGS.cameras_align,
+            mask=FLAGS.cameras_mask,
+            scene_radius=FLAGS.scene_radius,
+        )
+        if FLAGS.cameras
+        else None,
     )
     prepared, metadata, skipped = photo_source.prepare_images(config)
     if not prepared:
@@ -423,6 +456,12 @@ def main(argv):
         return 1
     for line in summary.lines():
         print(line, flush=True)
+    coverage = source[1].get("mask_outside_sphere")
+    if coverage and "mean" in coverage:
+        from tfglo.geometry import sphere_coverage
+
+        line = sphere_coverage.summary_line(coverage, source[1]["scene_radius"])
+        print(f"prepare: {line}", flush=True)
     return 0
 
 

@@ -13,7 +13,10 @@
 4. the selfie segmenter's person confidence on the crop becomes the record's mask;
 5. cameras: a joint fit of canonical keypoints and cameras (`tfglo.camera_fit`), outliers dropped
    with their reason; or, with `canonical_from`, a camera-only fit against the canonical keypoints
-   of an existing dataset so that new photos live in the same canonical frame.
+   of an existing dataset so that new photos live in the same canonical frame; or, with
+   `cameras` (a camera file), no detection or fit at all (`tfglo.data.camera_file_import`);
+6. the share of each mask's pixels whose rays miss the bounding sphere (`mask_outside_sphere`
+   in dataset.json, with a summary line): what the sphere cannot hold falls to the background.
 
 Returns the records (one latent per photo), the dataset.json metadata (canonical keypoints, fit
 quality per image, intrinsics policy, scene radius, multi-face choices, padding) and the skipped
@@ -31,8 +34,8 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from tfglo.data import dataset_dir, photos, records
-from tfglo.geometry import camera
+from tfglo.data import camera_file_import, dataset_dir, photos, records
+from tfglo.geometry import camera, sphere_coverage
 from tfglo.pose import camera_fit, landmarks
 from tfglo.utils import benchmarking
 
@@ -67,6 +70,8 @@ class PhotoSourceConfig:
         this fraction of `image_size` (or the source dataset's own outlier threshold, if larger)
         are skipped as fit outliers.
       log_every: log progress every this many photos.
+      cameras: per-image cameras from a file instead of detection and fit (then `landmarks_file`
+        and `canonical_from` are not used).
     """
 
     images: str
@@ -82,6 +87,7 @@ class PhotoSourceConfig:
     max_face_cut_fraction: float = 0.1
     canonical_error_fraction: float = 0.03
     log_every: int = 10
+    cameras: camera_file_import.CameraImportConfig | None = None
 
     def __post_init__(self):
         if self.landmarks_mask not in MASK_SOURCES:
@@ -318,6 +324,8 @@ def prepare_images(config: PhotoSourceConfig):
         is unusable.
     """
     files = list_photos(config.images)
+    if config.cameras is not None:
+        return _prepare_with_camera_file(files, config)
     table = load_landmarks_file(config.landmarks_file) if config.landmarks_file else None
     canonical = reference = None
     if config.canonical_from:
@@ -431,6 +439,24 @@ def prepare_images(config: PhotoSourceConfig):
         metadata["fit"] = fit_info
     else:
         metadata["scene_radius"] = config.fit.scene_radius
+    return _finish(records_out, metadata, skipped, start)
+
+
+def _finish(records_out, metadata, skipped, start):
+    """Adds the sphere coverage and the skip counts to the metadata, logs the summary."""
+    radius = float(metadata["scene_radius"])
+    fractions = {
+        r.source: sphere_coverage.mask_outside_fraction(
+            r.mask, r.intrinsics, r.world_to_camera, radius
+        )
+        for r in records_out
+        if r.mask is not None
+    }
+    metadata["mask_outside_sphere"] = sphere_coverage.summarise(fractions)
+    if fractions:
+        logging.info(
+            "photos: %s", sphere_coverage.summary_line(metadata["mask_outside_sphere"], radius)
+        )
     counts: dict[str, int] = {}
     for entry in skipped:
         counts[entry["category"]] = counts.get(entry["category"], 0) + 1
@@ -444,6 +470,35 @@ def prepare_images(config: PhotoSourceConfig):
         time.perf_counter() - start,
     )
     return records_out, metadata, skipped
+
+
+def _prepare_with_camera_file(files, config: PhotoSourceConfig):
+    """`prepare_images` with `config.cameras`: cameras from the file, no detection or fit."""
+    skipped: list[dict[str, str]] = []
+    start = time.perf_counter()
+    logging.info(
+        "preparing %d files from %s with cameras from %s",
+        len(files),
+        config.images,
+        config.cameras.cameras_file,
+    )
+    try:
+        records_out, source_metadata = camera_file_import.prepare_with_cameras(
+            files,
+            config.photo,
+            config.landmarker,
+            config.cameras,
+            lambda name, category, detail: _skip(skipped, name, category, detail),
+        )
+    except camera_file_import.camera_files.CameraFileError as e:
+        raise PhotoSourceError(f"--cameras: {e}") from e
+    metadata: dict[str, Any] = {
+        "source_kind": "images",
+        "images_dir": str(pathlib.Path(config.images).resolve()),
+        "num_files": len(files),
+        **source_metadata,
+    }
+    return _finish(records_out, metadata, skipped, start)
 
 
 def _fit_to_canonical(points, intrinsics, canonical, reference, config):

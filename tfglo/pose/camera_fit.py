@@ -22,8 +22,9 @@ The unknowns are K canonical 3D points shared by all M images and one rigid pose
 4. fixes the gauge: keypoint centroid at the origin, eyes along x (Face Mesh 33 at -x, 263 at
    +x), mouth below the eyes (+y, the canonical frame's y points down), face towards -z (the
    frontal camera sits at (0, 0, -d) with identity rotation); for non-face keypoints the mean
-   camera rotation becomes the identity instead. The points are then scaled so that the head
-   fits the scene's bounding sphere, and the translations with them;
+   camera rotation becomes the identity instead. For faces the points are then scaled and
+   moved so that the head and shoulders a photo crop shows fit the scene's bounding sphere
+   (`SPHERE_RADIUS_CM` around `SPHERE_CENTER_CM`), and the translations with them;
 5. measures each image's reprojection error (RMS over its keypoints, pixels), drops images whose
    error is an outlier (above median + k * MAD and above a floor) with a reason, and re-fits
    without them. These rounds use a robust loss (soft L1) so that a bad image cannot spread its
@@ -67,6 +68,15 @@ FACE_TEMPLATE_CM = np.array(
 # included (back and top of the skull), in the same centimetres. Used to scale the canonical
 # frame so that the whole head lies inside the bounding sphere.
 HEAD_RADIUS_CM = 17.0
+# The bounding sphere of what a photo crop shows (margin 0.5 around the face box: the head, the
+# neck and the top of the shoulders down to ~22 cm below the eyes), in the same centimetres:
+# centred 4 cm below and 6 cm behind the keypoints' centroid (about the middle of the head and
+# neck), radius 26 cm. The shoulders' outer front (~(+-18, 22, 8) from the centroid) lies 25.5 cm
+# from that centre, the top of the hair ~20 cm and the back of the skull ~12 cm. On the 32 photos
+# of ../shared/data/faces the share of mask pixels whose rays miss the sphere falls from 9.1 %
+# (max 13.9 %; head-only sphere of 17 cm around the centroid) to 0.0 % (issue 16).
+SPHERE_RADIUS_CM = 26.0
+SPHERE_CENTER_CM = (0.0, 4.0, 6.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +86,15 @@ class CameraFitConfig:
     Attributes:
       scene_radius: radius of the bounding sphere the object must fit in, object units.
       keypoint_rms_radius: RMS distance of the fitted keypoints from their centroid, object units.
-        None: for faces, the head (HEAD_RADIUS_CM around the keypoints' centroid) just fits the
-        sphere, i.e. scene_radius * 4.76 / 17 ~ 0.28 scene radii; otherwise half the scene
-        radius.
+        None: for faces, `sphere_radius_cm` of the face template becomes `scene_radius`
+        (scene_radius * 4.76 / sphere_radius_cm); otherwise half the scene radius.
+      sphere_radius_cm: faces: the bounding sphere's radius in the face template's centimetres:
+        SPHERE_RADIUS_CM holds the head and shoulders a photo crop shows (HEAD_RADIUS_CM with
+        a zero `sphere_center_cm` holds the head alone, as before issue 16).
+      sphere_center_cm: faces: where the sphere's centre (the world origin) lies relative to the
+        keypoints' centroid, in template centimetres on the canonical axes (+x towards the
+        subject's left, +y down, +z away from the viewer). Non-face keypoints keep their
+        centroid at the origin.
       face_template: use the face template and the face gauge; None: when K == 5.
       shape_prior_std: faces: a Gaussian prior keeps the canonical points near the template (after
         a rotation), with this standard deviation per coordinate in units of the keypoints' RMS
@@ -105,6 +121,8 @@ class CameraFitConfig:
 
     scene_radius: float = 1.0
     keypoint_rms_radius: float | None = None
+    sphere_radius_cm: float = SPHERE_RADIUS_CM
+    sphere_center_cm: tuple[float, float, float] = SPHERE_CENTER_CM
     face_template: bool | None = None
     shape_prior_std: float | None = 0.1
     loss: str = "linear"
@@ -787,8 +805,12 @@ def _mean_rotation(rotations: np.ndarray) -> np.ndarray:
     return u @ fix @ vt
 
 
-def _apply_gauge(points, rotations, translations, face: bool, rms_radius: float):
-    """Moves a solution into the canonical gauge; returns (points, rotations, translations)."""
+def _apply_gauge(points, rotations, translations, face: bool, rms_radius: float, offset=None):
+    """Moves a solution into the canonical gauge; returns (points, rotations, translations).
+
+    `offset` `[3]` (object units, canonical axes) is where the world origin goes relative to the
+    keypoints' centroid (None: the centroid).
+    """
     centroid = points.mean(0)
     centred = points - centroid
     if face:
@@ -801,6 +823,10 @@ def _apply_gauge(points, rotations, translations, face: bool, rms_radius: float)
     # x_cam = R X + t with X = gauge^T X' / s + c  =>  R' = R gauge^T, t' = s (R c + t).
     new_rotations = rotations @ gauge.T
     new_translations = scale * (np.einsum("mij,j->mi", rotations, centroid) + translations)
+    if offset is not None:
+        # x' = x - o: R x + t = R x' + (R o + t).
+        new_points = new_points - offset
+        new_translations = new_translations + np.einsum("mij,j->mi", new_rotations, offset)
     return new_points, new_rotations, new_translations
 
 
@@ -817,10 +843,21 @@ def default_keypoint_rms_radius(config: CameraFitConfig, face: bool) -> float:
     if config.keypoint_rms_radius is not None:
         return float(config.keypoint_rms_radius)
     if face:
-        centred = FACE_TEMPLATE_CM - FACE_TEMPLATE_CM.mean(0)
-        template_rms = np.sqrt(np.mean(np.sum(centred**2, -1)))
-        return float(config.scene_radius * template_rms / HEAD_RADIUS_CM)
+        return float(config.scene_radius * _template_rms_cm() / config.sphere_radius_cm)
     return 0.5 * config.scene_radius
+
+
+def _template_rms_cm() -> float:
+    centred = FACE_TEMPLATE_CM - FACE_TEMPLATE_CM.mean(0)
+    return float(np.sqrt(np.mean(np.sum(centred**2, -1))))
+
+
+def sphere_center_offset(config: CameraFitConfig, face: bool) -> np.ndarray | None:
+    """The world origin relative to the keypoints' centroid, object units (None: centroid)."""
+    if not face or not np.any(config.sphere_center_cm):
+        return None
+    units_per_cm = default_keypoint_rms_radius(config, True) / _template_rms_cm()
+    return np.asarray(config.sphere_center_cm, np.float64) * units_per_cm
 
 
 # ----------------------------------------------------------------------------------------------
@@ -945,7 +982,7 @@ def fit_cameras(points_2d, intrinsics, config: CameraFitConfig | None = None) ->
         rotations[outliers], translations[outliers] = rot_o, trans_o
 
     points, rotations, translations = _apply_gauge(
-        structure, rotations, translations, face, rms_radius
+        structure, rotations, translations, face, rms_radius, sphere_center_offset(config, face)
     )
     errors_all = _rms_errors(_project(points, rotations, translations, intrinsics) - points_2d)
     centres = -np.einsum("mji,mj->mi", rotations, translations)
