@@ -20,8 +20,8 @@ from tfglo import train as train_app
 from tfglo.data import dataset_dir
 from tfglo.data.synthetic import heads as synthetic
 from tfglo.engine import run_dir as run_dir_lib
-from tfglo.engine import trainer
 from tfglo.lolnerf import config as model_config_lib
+from tfglo.lolnerf import family as lolnerf_family
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SMOKE = REPO / "flags" / "smoke.cfg"
@@ -200,7 +200,7 @@ def test_load_run_rebuilds_the_trained_model_and_summaries(dataset, tmp_path):
         model_config, loss_config, train_config, data_config, dataset, metadata, values
     )
     run_dir_lib.write_config(run, config)
-    trained = trainer.lolnerf_trainer(
+    trained = lolnerf_family.lolnerf_trainer(
         dataset, run, model_config, loss_config, train_config, data_config
     )
     trained.train()
@@ -265,7 +265,7 @@ def test_load_run_errors(dataset, tmp_path):
     with pytest.raises(run_dir_lib.RunDirError, match="has no checkpoint"):
         run_dir_lib.load_run(run)
 
-    trainer.lolnerf_trainer(
+    lolnerf_family.lolnerf_trainer(
         dataset, run, model_config, loss_config, train_config, data_config
     ).save()
     assert run_dir_lib.load_run(run).step == 0

@@ -459,6 +459,12 @@ class ServingModule(tf.Module):
         }
 
 
+def serving_module(model, config: ExportConfig) -> "ServingModule":
+    """The `ServingModule` of a built LOLNeRF, its Gaussian fitted to the latent table."""
+    mean, covariance = latents.fit_gaussian(model.latent_table.embeddings)
+    return ServingModule(model, mean, covariance, config, model.config.render.chunk_size)
+
+
 def _tf_variable(variable) -> tf.Variable:
     """The `tf.Variable` behind a Keras 3 variable (or the variable itself)."""
     if isinstance(variable, tf.Variable):
