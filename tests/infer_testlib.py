@@ -113,11 +113,15 @@ def save_run(model, dataset_path, path, step=300, with_checkpoint=True, metadata
     from tfglo.engine import run_dir, trainer
 
     path = pathlib.Path(path)
+    configs = {
+        "model": model.config,
+        "loss": config_lib.LossConfig(),
+        "train": trainer.TrainConfig(),
+        "data": pipeline.RayBatchConfig(),
+    }
     values = run_dir.make_config(
-        model.config,
-        config_lib.LossConfig(),
-        trainer.TrainConfig(),
-        pipeline.RayBatchConfig(),
+        "lolnerf",
+        configs,
         str(dataset_path),
         dataset_dir.read_metadata(dataset_path) if metadata is None else metadata,
     )

@@ -398,6 +398,17 @@ def test_train_checkpoints_and_resumes_exactly(tmp_path):
     }
 
 
+def test_resume_keeps_checkpoints_an_index_lists_without_timestamps(tmp_path):
+    """An index without timestamps (written by other tools): the manager does not count its
+    checkpoints as its own, and the orphan cleanup must not delete them."""
+    _trainer(tmp_path).train(num_steps=3)
+    index = tmp_path / "checkpoints" / "checkpoint"
+    index.write_text('model_checkpoint_path: "ckpt-3"\nall_model_checkpoint_paths: "ckpt-3"\n')
+    resumed = _trainer(tmp_path)
+    assert int(resumed.step.numpy()) == 3
+    assert (tmp_path / "checkpoints" / "ckpt-3.index").is_file()
+
+
 def test_latent_rows_train_sparsely(tmp_path):
     t = _trainer(tmp_path)
     before = np.asarray(t.model.latent_table.embeddings.numpy())

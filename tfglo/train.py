@@ -391,16 +391,10 @@ def train(
     strategy = strategy or trainer.make_strategy(train_config.strategy, train_config.tpu)
     metadata = dataset_dir.read_metadata(dataset)
     family.check_dataset(configs, metadata)
-    run_dir_lib.check_resume(run_dir, model_config)
+    run_dir_lib.check_resume(run_dir, family, configs)
     if trainer.is_chief(strategy):
         values = run_dir_lib.make_config(
-            model_config,
-            loss_config,
-            train_config,
-            data_config,
-            os.path.abspath(dataset),
-            metadata,
-            flags_used,
+            family, configs, os.path.abspath(dataset), metadata, flags_used
         )
         run_dir_lib.write_config(run_dir, values)
     # Deterministic initialisation (Keras initialisers draw from the global seed).

@@ -239,8 +239,16 @@ def checkpoint_step(path: str) -> int:
 
 
 def _remove_orphans(directory: pathlib.Path, keep: list[str]) -> None:
-    """Deletes checkpoint files a killed save left behind (not listed in the index)."""
-    kept = {pathlib.Path(p).name for p in keep}
+    """Deletes checkpoint files a killed save left behind (not listed in the index).
+
+    Every checkpoint the `checkpoint` index lists is kept besides `keep`: the manager's own list
+    leaves out entries without a timestamp newer than the index's last_preserved_timestamp (an
+    index written by other tools, or a clock that went back), and those are not orphans.
+    """
+    state = tf.train.get_checkpoint_state(str(directory))
+    if state is not None:
+        keep = [*keep, state.model_checkpoint_path, *state.all_model_checkpoint_paths]
+    kept = {pathlib.Path(p).name for p in keep if p}
     for path in directory.glob(f"{CHECKPOINT_PREFIX}-*"):
         name = path.name.split(".", 1)[0]
         if name.endswith("_temp"):
