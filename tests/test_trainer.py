@@ -33,8 +33,8 @@ from tfglo.data import dataset_dir
 from tfglo.data.synthetic import heads as synthetic
 from tfglo.engine import family as family_lib
 from tfglo.engine import trainer
+from tfglo.lolnerf import benchmarks
 from tfglo.lolnerf import family as lolnerf_family
-from tfglo.lolnerf import model as lolnerf
 
 HERE = pathlib.Path(__file__).resolve()
 NUM_LATENTS = 8
@@ -268,7 +268,7 @@ def _lolnerf_trainer(dataset, run_dir, strategy):
     model_config, loss_config, train_config, data_config = train_app.build_configs(
         values, dataset_dir.read_metadata(dataset)
     )
-    pool = lolnerf.synthetic_ray_batch(512, model_config.num_latents, seed=0)
+    pool = benchmarks.synthetic_ray_batch(512, model_config.num_latents, seed=0)
     global_batch = data_config.images_per_batch * data_config.rays_per_image
 
     def dataset_fn(context, start_step):
