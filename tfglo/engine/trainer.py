@@ -279,9 +279,6 @@ def _format_rate(value: float) -> str:
 # ----------------------------------------------------------------------------------------------
 # The trainer.
 
-# Names a checkpoint already uses besides the optimisers (`<group>_optimizer`).
-_RESERVED_CHECKPOINT_NAMES = ("model", "step", "save_counter")
-
 
 class Trainer:
     """A custom training loop for a model family, one optimiser per variable group.
@@ -671,7 +668,8 @@ def _check_groups(groups: Mapping[str, family_lib.VariableGroup]) -> None:
         raise ValueError("the model family declared no variable group")
     seen = {}
     for name, group in groups.items():
-        if not name.isidentifier() or f"{name}_optimizer" in _RESERVED_CHECKPOINT_NAMES:
+        if not name.isidentifier():
+            # The checkpoint attribute `<name>_optimizer` must be an identifier.
             raise ValueError(f"variable group name {name!r} is not a usable identifier")
         if not isinstance(group, family_lib.VariableGroup):
             raise ValueError(f"variable group {name!r} is a {type(group).__name__}, not a group")
