@@ -432,7 +432,7 @@ class RenderModule(tf.Module):
         width,
         focal_factor,
     ):
-        """Cameras on an orbit around the origin (`tfglo.camera.orbit_cameras`) with intrinsics."""
+        """Cameras on an orbit around the origin (`geometry.camera.orbit_cameras`), intrinsics."""
         size = self._config.max_image_size
         num_views = check_scalar(num_views, "num_views", "int32", 1, self._config.max_count)
         height = check_scalar(height, "height", "int32", 1, size)
