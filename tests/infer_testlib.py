@@ -17,8 +17,8 @@ from absl.testing import parameterized
 from tfglo.data import dataset_dir
 from tfglo.data.synthetic import heads as synthetic
 from tfglo.geometry import camera as camera_lib
+from tfglo.lolnerf import benchmarks, latents
 from tfglo.lolnerf import config as model_config_lib
-from tfglo.lolnerf import latents
 from tfglo.lolnerf import model as lolnerf
 from tfglo.nerf import config as config_lib
 
@@ -78,7 +78,7 @@ def train_tiny(records, num_steps=300, seed=0):
     num_latents = max(r.latent_id for r in records) + 1
     model = lolnerf.LOLNeRF(tiny_model_config(num_latents))
     model.build_all()
-    step = lolnerf.make_train_step(
+    step = benchmarks.make_train_step(
         model,
         config_lib.LossConfig(mask_weight=0.1, hard_surface_weight=0.0),
         keras.optimizers.Adam(5e-3),
@@ -113,11 +113,15 @@ def save_run(model, dataset_path, path, step=300, with_checkpoint=True, metadata
     from tfglo.engine import run_dir, trainer
 
     path = pathlib.Path(path)
+    configs = {
+        "model": model.config,
+        "loss": config_lib.LossConfig(),
+        "train": trainer.TrainConfig(),
+        "data": pipeline.RayBatchConfig(),
+    }
     values = run_dir.make_config(
-        model.config,
-        config_lib.LossConfig(),
-        trainer.TrainConfig(),
-        pipeline.RayBatchConfig(),
+        "lolnerf",
+        configs,
         str(dataset_path),
         dataset_dir.read_metadata(dataset_path) if metadata is None else metadata,
     )

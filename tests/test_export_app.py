@@ -1,6 +1,6 @@
 """`python -m tfglo.export`: versioned layout, never overwriting, nothing half-written on failure.
 
-The run directory is written with the trainer's own code (`tfglo.run_dir.make_config` /
+The run directory is written with the trainer's own code (`tfglo.engine.run_dir.make_config` /
 `write_config`, a `tf.train.CheckpointManager` under `trainer.checkpoint_dir`) around a tiny
 LOLNeRF, so `load_run` reads it exactly as it reads a trained run, without minutes of training.
 """

@@ -10,8 +10,8 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from tfglo.geometry import camera as camera_lib
+from tfglo.lolnerf import benchmarks, latents
 from tfglo.lolnerf import config as model_config_lib
-from tfglo.lolnerf import latents
 from tfglo.lolnerf import model as lolnerf
 from tfglo.nerf import config as config_lib
 from tfglo.nerf import losses
@@ -34,7 +34,7 @@ def _model(config=TINY):
 
 
 def _rays(num_rays, seed=0):
-    return lolnerf.synthetic_ray_batch(num_rays, TINY.num_latents, seed)
+    return benchmarks.synthetic_ray_batch(num_rays, TINY.num_latents, seed)
 
 
 class WiringTest(parameterized.TestCase):
@@ -137,7 +137,7 @@ class GradientTest(parameterized.TestCase):
     def test_train_step_moves_only_used_rows(self):
         model = _model()
         before = model.latent_table.embeddings.numpy()
-        step = lolnerf.make_train_step(
+        step = benchmarks.make_train_step(
             model,
             config_lib.LossConfig(),
             keras.optimizers.Adam(1e-2),
@@ -257,7 +257,7 @@ def _fit_sphere(size: int, steps: int, learning_rate: float = 5e-3) -> dict:
 
     psnr_before, _ = evaluate()
     schedule = keras.optimizers.schedules.ExponentialDecay(learning_rate, steps, 0.1)
-    step = lolnerf.make_train_step(
+    step = benchmarks.make_train_step(
         model,
         config_lib.LossConfig(mask_weight=0.1, hard_surface_weight=0.0),
         keras.optimizers.Adam(schedule),

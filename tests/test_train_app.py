@@ -3,6 +3,7 @@
 A tiny synthetic dataset (3 heads, 16 x 16) and flags/smoke.cfg keep each run to seconds.
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -20,8 +21,8 @@ from tfglo import train as train_app
 from tfglo.data import dataset_dir
 from tfglo.data.synthetic import heads as synthetic
 from tfglo.engine import run_dir as run_dir_lib
-from tfglo.engine import trainer
 from tfglo.lolnerf import config as model_config_lib
+from tfglo.lolnerf import family as lolnerf_family
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SMOKE = REPO / "flags" / "smoke.cfg"
@@ -145,9 +146,10 @@ def test_app_trains_writes_config_and_resumes(dataset, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "step 4/4" in proc.stdout and "rays/s" in proc.stdout and "psnr" in proc.stdout
     values = json.loads((run / "config.json").read_text())
-    assert values["train"]["num_steps"] == 4  # the command line beat the flagfile
-    assert values["model"]["foreground"]["width"] == 32  # from the flagfile
-    assert values["model"]["num_latents"] == 3  # from dataset.json
+    assert values["model"] == "lolnerf" and values["version"] == run_dir_lib.CONFIG_VERSION
+    assert values["configs"]["train"]["num_steps"] == 4  # the command line beat the flagfile
+    assert values["configs"]["model"]["foreground"]["width"] == 32  # from the flagfile
+    assert values["configs"]["model"]["num_latents"] == 3  # from dataset.json
     assert values["dataset_metadata"]["num_latents"] == 3
     assert "images" not in values["dataset_metadata"]
     assert values["flags"]["num_steps"] == 4
@@ -196,11 +198,11 @@ def test_load_run_rebuilds_the_trained_model_and_summaries(dataset, tmp_path):
     )
     run = tmp_path / "run"
     metadata = dataset_dir.read_metadata(dataset)
-    config = run_dir_lib.make_config(
-        model_config, loss_config, train_config, data_config, dataset, metadata, values
-    )
+    configs = {"model": model_config, "loss": loss_config, "train": train_config}
+    configs["data"] = data_config
+    config = run_dir_lib.make_config("lolnerf", configs, dataset, metadata, values)
     run_dir_lib.write_config(run, config)
-    trained = trainer.lolnerf_trainer(
+    trained = lolnerf_family.lolnerf_trainer(
         dataset, run, model_config, loss_config, train_config, data_config
     )
     trained.train()
@@ -211,6 +213,7 @@ def test_load_run_rebuilds_the_trained_model_and_summaries(dataset, tmp_path):
     assert loaded.data_config == data_config and loaded.loss_config == loss_config
     assert loaded.num_latents == 3 and loaded.dataset_metadata["num_latents"] == 3
     assert loaded.dataset_dir == str(dataset)
+    assert loaded.family.name == "lolnerf" and loaded.configs == configs
     batch = {k: tf.constant(v) for k, v in _probe_batch().items()}
     expected = trained.model(batch, training=False)
     actual = loaded.model(batch, training=False)
@@ -258,23 +261,22 @@ def test_load_run_errors(dataset, tmp_path):
     (model_config, loss_config, train_config, data_config), _ = _smoke_configs(dataset)
     run = tmp_path / "run"
     metadata = dataset_dir.read_metadata(dataset)
-    values = run_dir_lib.make_config(
-        model_config, loss_config, train_config, data_config, dataset, metadata
-    )
+    configs = {"model": model_config, "loss": loss_config, "train": train_config}
+    values = run_dir_lib.make_config("lolnerf", dict(configs, data=data_config), dataset, metadata)
     run_dir_lib.write_config(run, values)
     with pytest.raises(run_dir_lib.RunDirError, match="has no checkpoint"):
         run_dir_lib.load_run(run)
 
-    trainer.lolnerf_trainer(
+    lolnerf_family.lolnerf_trainer(
         dataset, run, model_config, loss_config, train_config, data_config
     ).save()
     assert run_dir_lib.load_run(run).step == 0
     # config.json edited to another model: the checkpoint does not fit it.
-    values["model"]["foreground"]["width"] = 16
+    values["configs"]["model"]["foreground"]["width"] = 16
     run_dir_lib.write_config(run, values)
     with pytest.raises(run_dir_lib.RunDirError, match="does not match the model"):
         run_dir_lib.load_run(run)
-    values["model"]["foreground"]["colour"] = 1
+    values["configs"]["model"]["foreground"]["colour"] = 1
     run_dir_lib.write_config(run, values)
     with pytest.raises(run_dir_lib.RunDirError, match="unknown ForegroundConfig keys: colour"):
         run_dir_lib.load_run(run)
@@ -282,15 +284,18 @@ def test_load_run_errors(dataset, tmp_path):
 
 def test_check_resume(dataset, tmp_path):
     (model_config, loss_config, train_config, data_config), _ = _smoke_configs(dataset)
-    run_dir_lib.check_resume(tmp_path, model_config)  # no config.json: a new run
-    values = run_dir_lib.make_config(
-        model_config, loss_config, train_config, data_config, dataset, {"num_latents": 3}
-    )
+    configs = {"model": model_config, "loss": loss_config, "train": train_config}
+    configs["data"] = data_config
+    run_dir_lib.check_resume(tmp_path, "lolnerf", configs)  # no config.json: a new run
+    values = run_dir_lib.make_config("lolnerf", configs, dataset, {"num_latents": 3})
     run_dir_lib.write_config(tmp_path, values)
-    run_dir_lib.check_resume(tmp_path, model_config)
+    run_dir_lib.check_resume(tmp_path, "lolnerf", configs)
+    # Steps and learning rates may change on resume; the model may not.
+    longer = dataclasses.replace(train_config, num_steps=99, network_learning_rate=1.0)
+    run_dir_lib.check_resume(tmp_path, "lolnerf", dict(configs, train=longer))
     other = model_config_lib.ModelConfig(**{**model_config.__dict__, "latent_dim": 4})
     with pytest.raises(run_dir_lib.RunDirError, match="model.latent_dim: 8 -> 4"):
-        run_dir_lib.check_resume(tmp_path, other)
+        run_dir_lib.check_resume(tmp_path, "lolnerf", dict(configs, model=other))
 
 
 @pytest.mark.slow

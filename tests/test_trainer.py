@@ -1,8 +1,9 @@
-"""Tests of the training loop machinery with a tiny stand-in model (tfglo/trainer.py).
+"""Tests of the training loop machinery with a tiny stand-in family (tfglo/engine/trainer.py).
 
-The stand-in has the interface the trainer needs from LOLNeRF (a latent table trained through
-`tf.gather`, so its gradient is a sparse IndexedSlices; network and latent variable lists;
-`build_all`), so strategies, checkpoints, resume and summaries are tested in seconds. Tests that
+The stand-in family has LOLNeRF's shape (a latent table trained through `tf.gather`, so its
+gradient is a sparse IndexedSlices, in a "latent" variable group beside a "network" group, each
+with its own learning rate), so strategies, checkpoints, resume and summaries are tested in
+seconds. Tests that
 need several devices or processes run this file as a script in a subprocess (`_worker`): logical
 CPU devices must be configured before TensorFlow runs any op.
 
@@ -30,9 +31,10 @@ from tfglo import train as train_app
 # Importing TensorFlow and tfglo creates no device yet: the worker can still split the CPU.
 from tfglo.data import dataset_dir
 from tfglo.data.synthetic import heads as synthetic
+from tfglo.engine import family as family_lib
 from tfglo.engine import trainer
-from tfglo.lolnerf import model as lolnerf
-from tfglo.nerf import losses
+from tfglo.lolnerf import benchmarks
+from tfglo.lolnerf import family as lolnerf_family
 
 HERE = pathlib.Path(__file__).resolve()
 NUM_LATENTS = 8
@@ -135,6 +137,50 @@ def _image_summary_fn(model):
     }
 
 
+class StandInFamily(family_lib.ModelFamily):
+    """The stand-in model, loss, data and images as a model family of the engine."""
+
+    name = "stand_in"
+    sections = {"train": trainer.TrainConfig}
+    checkpoint_sections = ()
+
+    def __init__(self, nan_from_step=None, images=False, build=_stand_in_model):
+        self.nan_from_step = nan_from_step
+        self.images = images
+        self.build = build
+
+    def build_model(self, configs):
+        model = self.build()
+        model.build_all()
+        return model
+
+    def variable_groups(self, model, configs):
+        train = configs["train"]
+
+        def settings(learning_rate):
+            return family_lib.OptimizerSettings(learning_rate, train.decay_rate, train.decay_steps)
+
+        return {
+            "network": family_lib.VariableGroup(
+                model.network_variables, settings(train.network_learning_rate)
+            ),
+            "latent": family_lib.VariableGroup(
+                model.latent_variables, settings(train.latent_learning_rate)
+            ),
+        }
+
+    def train_loss(self, model, batch, configs, seed):
+        render = model(batch, training=True)
+        loss, terms = _loss_fn(render, batch)
+        return loss, terms, render
+
+    def dataset_fn(self, configs, dataset):
+        return _dataset_fn(self.nan_from_step)
+
+    def image_summaries(self, configs, dataset):
+        return _image_summary_fn if self.images else None
+
+
 def _trainer(run_dir, strategy=None, nan_from_step=None, images=False, **overrides):
 
     settings = dict(
@@ -150,13 +196,10 @@ def _trainer(run_dir, strategy=None, nan_from_step=None, images=False, **overrid
     settings.update(overrides)
     config = trainer.TrainConfig(**settings)
     return trainer.Trainer(
-        config,
+        StandInFamily(nan_from_step, images),
+        {"train": config},
         run_dir,
-        build_model=_stand_in_model,
-        loss_fn=_loss_fn,
-        dataset_fn=_dataset_fn(nan_from_step),
         strategy=strategy,
-        image_summary_fn=_image_summary_fn if images else None,
         log=lambda line: print(line, flush=True),
     )
 
@@ -225,7 +268,7 @@ def _lolnerf_trainer(dataset, run_dir, strategy):
     model_config, loss_config, train_config, data_config = train_app.build_configs(
         values, dataset_dir.read_metadata(dataset)
     )
-    pool = lolnerf.synthetic_ray_batch(512, model_config.num_latents, seed=0)
+    pool = benchmarks.synthetic_ray_batch(512, model_config.num_latents, seed=0)
     global_batch = data_config.images_per_batch * data_config.rays_per_image
 
     def dataset_fn(context, start_step):
@@ -235,14 +278,14 @@ def _lolnerf_trainer(dataset, run_dir, strategy):
             start_step * context.num_replicas_in_sync
         )
 
+    class FixedPoolLOLNeRF(lolnerf_family.LOLNeRFFamily):
+        def dataset_fn(self, configs, dataset):
+            return dataset_fn
+
     keras.utils.set_random_seed(0)
+    configs = {"model": model_config, "loss": loss_config, "train": train_config}
     return trainer.Trainer(
-        train_config,
-        run_dir,
-        build_model=lambda: lolnerf.LOLNeRF(model_config),
-        loss_fn=lambda render, batch: losses.total_loss(render, batch, loss_config),
-        dataset_fn=dataset_fn,
-        strategy=strategy,
+        FixedPoolLOLNeRF(), dict(configs, data=data_config), run_dir, strategy=strategy
     )
 
 
@@ -335,17 +378,38 @@ def test_train_checkpoints_and_resumes_exactly(tmp_path):
     second = _trainer(tmp_path / "resumed")
     assert second.restored_from.endswith("ckpt-5")
     assert int(second.step.numpy()) == 5
-    assert int(second.network_optimizer.iterations.numpy()) == 5
-    assert int(second.latent_optimizer.iterations.numpy()) == 5
+    assert int(second.optimizers["network"].iterations.numpy()) == 5
+    assert int(second.optimizers["latent"].iterations.numpy()) == 5
     result = second.train(num_steps=8)
     assert (result.start_step, result.step) == (5, 8)
     # Weights, Adam moments, schedules and the data position all continue: same as straight.
     for name, value in _weights(straight).items():
         np.testing.assert_allclose(_weights(second)[name], value, rtol=1e-5, atol=1e-6)
-    network_lr, latent_lr = second.learning_rates()
-    np.testing.assert_allclose(network_lr, 1e-2 * 0.5 ** (8 / 10), rtol=1e-5)
-    np.testing.assert_allclose(latent_lr, 5e-2 * 0.5 ** (8 / 10), rtol=1e-5)
+    rates = second.learning_rates()
+    np.testing.assert_allclose(rates["network"], 1e-2 * 0.5 ** (8 / 10), rtol=1e-5)
+    np.testing.assert_allclose(rates["latent"], 5e-2 * 0.5 ** (8 / 10), rtol=1e-5)
     assert trainer.checkpoint_step(result.checkpoint) == 8
+    # The checkpoint's object names are the ones run directories have always held.
+    roots = {name.split("/")[0] for name, _ in tf.train.list_variables(result.checkpoint)}
+    assert roots == {
+        "model",
+        "network_optimizer",
+        "latent_optimizer",
+        "step",
+        "save_counter",
+        "_CHECKPOINTABLE_OBJECT_GRAPH",
+    }
+
+
+def test_resume_keeps_checkpoints_an_index_lists_without_timestamps(tmp_path):
+    """An index without timestamps (written by other tools): the manager does not count its
+    checkpoints as its own, and the orphan cleanup must not delete them."""
+    _trainer(tmp_path).train(num_steps=3)
+    index = tmp_path / "checkpoints" / "checkpoint"
+    index.write_text('model_checkpoint_path: "ckpt-3"\nall_model_checkpoint_paths: "ckpt-3"\n')
+    resumed = _trainer(tmp_path)
+    assert int(resumed.step.numpy()) == 3
+    assert (tmp_path / "checkpoints" / "ckpt-3.index").is_file()
 
 
 def test_latent_rows_train_sparsely(tmp_path):
@@ -413,11 +477,7 @@ def test_checkpoint_of_other_model_is_rejected(tmp_path):
 
     with pytest.raises(ValueError, match="does not match the model"):
         trainer.Trainer(
-            trainer.TrainConfig(num_steps=3),
-            tmp_path,
-            build_model=other_model,
-            loss_fn=_loss_fn,
-            dataset_fn=_dataset_fn(),
+            StandInFamily(build=other_model), {"train": trainer.TrainConfig(num_steps=3)}, tmp_path
         )
 
 

@@ -6,3 +6,10 @@ a program can still configure logical devices after `import tfglo`.
 """
 
 __version__ = "0.1.0"
+
+# The model families, name -> "module:attribute" of a `tfglo.engine.family.ModelFamily`. Resolved
+# by `tfglo.engine.family.get_family`, which imports a family's module only when it is asked for;
+# a run directory's config.json names its family with one of these keys.
+MODEL_FAMILIES = {
+    "lolnerf": "tfglo.lolnerf.family:FAMILY",
+}

@@ -1,8 +1,9 @@
 """`python -m tfglo.bench`: runs the benchmarks and prints one `name key=value ...` line each.
 
-Every benchmark lives beside the code it measures, as a function `benchmark_<name>(peak_gflops)`
-that prints its lines with `tfglo.benchmarking.report`. The matmul peak is measured once, first,
-in this process, so every ratio is against the same peak.
+Every benchmark is a function `benchmark_<name>(peak_gflops)` that prints its lines with
+`tfglo.utils.benchmarking.report`: the data benchmarks beside the data code, the model benchmarks
+in their family's `benchmarks` module (never in the model modules themselves). The matmul peak is
+measured once, first, in this process, so every ratio is against the same peak.
 """
 
 import importlib
@@ -13,14 +14,15 @@ from tfglo.utils import benchmarking
 
 # name -> "module:function". Each function takes the matmul peak (GFLOP/s) as its argument.
 BENCHMARKS = {
-    "train_step": "tfglo.lolnerf.model:benchmark_train_step",
+    "train_step": "tfglo.lolnerf.benchmarks:benchmark_train_step",
     "synthetic": "tfglo.data.synthetic.heads:benchmark_synthetic",
     "synthetic_cars": "tfglo.data.synthetic.cars:benchmark_cars",
     "synthetic_shapes": "tfglo.data.synthetic.shapes:benchmark_shapes",
-    "pipeline": "tfglo.data.pipeline:benchmark_pipeline",
+    "pipeline": "tfglo.lolnerf.benchmarks:benchmark_pipeline",
+    "mesh": "tfglo.nerf.mesh_extraction:benchmark_mesh",
     "prepare_photos": "tfglo.data.photo_import:benchmark_prepare_photos",
-    "render": "tfglo.nerf.image_renderer:benchmark_render",
-    "serving": "tfglo.lolnerf.serving:benchmark_serving",
+    "render": "tfglo.lolnerf.benchmarks:benchmark_render",
+    "serving": "tfglo.lolnerf.benchmarks:benchmark_serving",
 }
 
 _ONLY = flags.DEFINE_list("only", None, f"Benchmarks to run (default all): {sorted(BENCHMARKS)}.")

@@ -4,8 +4,10 @@ Exports a trained run (its newest checkpoint) as a SavedModel in the layout TF S
 `<export_base>/<model_name>/<version>/`, and prints the command that serves it. The version is
 the next free integer unless `--version` is given; an existing version is never overwritten. The
 SavedModel is written into a hidden temporary directory beside the versions and renamed at the
-end, so a failed export never leaves a half version for a running server to pick up. Signatures,
-warm-up requests and metadata: see `tfglo.serving`.
+end, so a failed export never leaves a half version for a running server to pick up. The serving
+module comes from the run's model family (`ModelFamily.serving_module`; LOLNeRF's signatures:
+`tfglo.lolnerf.serving`); the export machinery, warm-up requests and metadata file are
+`tfglo.engine.serving`'s.
 """
 
 import functools
@@ -17,7 +19,7 @@ from absl import app, flags
 
 from tfglo import render
 from tfglo.engine import run_dir as run_dir_lib
-from tfglo.lolnerf import serving
+from tfglo.engine import serving
 from tfglo.utils import app as app_utils
 from tfglo.utils import configs
 
@@ -49,7 +51,7 @@ def export_config(run, model_name: str, **overrides) -> tuple[serving.ExportConf
     """The `ExportConfig` and metadata of a run: cameras framed like its training data.
 
     Args:
-      run: a `tfglo.run_dir.load_run` result (model, model_config, step, dataset metadata).
+      run: a `tfglo.engine.run_dir.load_run` result (model, model_config, step, dataset metadata).
       model_name: the served model's name.
       **overrides: `ExportConfig` fields (None values are ignored).
 
@@ -88,7 +90,7 @@ def export_run(
     """Exports a training run's newest checkpoint to `<export_base>/<model_name>/<version>/`.
 
     Args:
-      run_dir: the training run directory (`tfglo.run_dir.load_run`).
+      run_dir: the training run directory (`tfglo.engine.run_dir.load_run`).
       export_base: the directory TF Serving's base path points at, minus the model name.
       model_name: the served model's name.
       version: version number (>= 1); None: the next free one.
@@ -118,9 +120,10 @@ def export_run(
     info["run_dir"] = str(pathlib.Path(run_dir).resolve())
     if command:
         info["command"] = command
-    return serving.export_version(
-        run.model, export_base, model_name, version, config, metadata=info
+    writer = serving.module_writer(
+        lambda export_config: run.family.serving_module(run.model, run.configs, export_config)
     )
+    return serving.export_version(writer, export_base, model_name, version, config, metadata=info)
 
 
 def main(argv):

@@ -132,38 +132,24 @@ def train(
     """
     import keras
 
+    from tfglo.engine import family as family_lib
+
+    family = family_lib.get_family("lolnerf")
+    configs = family.check_configs(
+        {"model": model_config, "loss": loss_config, "train": train_config, "data": data_config}
+    )
     strategy = strategy or trainer.make_strategy(train_config.strategy, train_config.tpu)
     metadata = dataset_dir.read_metadata(dataset)
-    num_latents = int(metadata.get("num_latents") or 0)
-    if model_config.num_latents < num_latents:
-        raise ValueError(
-            f"the latent table has {model_config.num_latents} rows, the dataset {num_latents} "
-            "latent ids"
-        )
-    run_dir_lib.check_resume(run_dir, model_config)
+    family.check_dataset(configs, metadata)
+    run_dir_lib.check_resume(run_dir, family, configs)
     if trainer.is_chief(strategy):
         values = run_dir_lib.make_config(
-            model_config,
-            loss_config,
-            train_config,
-            data_config,
-            os.path.abspath(dataset),
-            metadata,
-            flags_used,
+            family, configs, os.path.abspath(dataset), metadata, flags_used
         )
         run_dir_lib.write_config(run_dir, values)
     # Deterministic initialisation (Keras initialisers draw from the global seed).
     keras.utils.set_random_seed(train_config.seed)
-    trainer_ = trainer.lolnerf_trainer(
-        dataset,
-        run_dir,
-        model_config,
-        loss_config,
-        train_config,
-        data_config,
-        strategy=strategy,
-        log=log,
-    )
+    trainer_ = trainer.Trainer(family, configs, run_dir, dataset, strategy=strategy, log=log)
     batch_rays = data_config.images_per_batch * data_config.rays_per_image
     log(
         f"training LOLNeRF on {dataset} ({metadata.get('num_images')} images, "

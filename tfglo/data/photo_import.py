@@ -536,7 +536,7 @@ def default_faces_dir() -> pathlib.Path:
     """../shared/data/faces beside the checkout (or under $TFGLO_SHARED_DIR)."""
     shared = os.environ.get("TFGLO_SHARED_DIR")
     base = (
-        pathlib.Path(shared) if shared else pathlib.Path(__file__).resolve().parents[2] / "shared"
+        pathlib.Path(shared) if shared else pathlib.Path(__file__).resolve().parents[3] / "shared"
     )
     return base / "data" / "faces"
 

@@ -40,8 +40,6 @@ anonymous `DataLossError`.
 
 import dataclasses
 import os
-import shutil
-import tempfile
 import time
 from typing import Any
 
@@ -50,7 +48,6 @@ import tensorflow as tf
 
 from tfglo.data import dataset_dir, records
 from tfglo.geometry import camera
-from tfglo.utils import benchmarking
 
 load_metadata = dataset_dir.read_metadata
 
@@ -368,20 +365,6 @@ def eval_dataset(dataset_path: os.PathLike | str, split: str = "eval") -> tf.dat
     return data.map(lambda _, r: records.parse_features(r), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _write_benchmark_dataset(path: str, num_images: int, image_size: int) -> None:
-    from tfglo.data.synthetic import (
-        heads as synthetic,  # the built-in data; imported here to keep the pipeline light
-    )
-
-    config = synthetic.SyntheticConfig(
-        num_objects=num_images, image_size=image_size, eval_views_per_object=0
-    )
-    with dataset_dir.DatasetWriter(path) as writer:
-        for record in synthetic.generate(config):
-            writer.write(record)
-        writer.metadata.update(synthetic.dataset_metadata(config))
-
-
 def measure_rays_per_second(
     dataset: tf.data.Dataset, num_rays: int, min_seconds: float = 3.0
 ) -> float:
@@ -394,72 +377,3 @@ def measure_rays_per_second(
         next(iterator)["rgb"].numpy()
         batches += 1
     return batches * num_rays / (time.perf_counter() - start)
-
-
-def _train_step_rays_per_second(num_rays: int) -> float | None:
-    """Rays/s of one default LOLNeRF training step (None when tfglo.lolnerf is unavailable)."""
-    try:
-        import keras
-
-        from tfglo.lolnerf import config as model_config_lib
-        from tfglo.lolnerf import latents
-        from tfglo.lolnerf import model as lolnerf
-        from tfglo.nerf import config as config_lib
-    except ImportError:
-        return None
-    model_config = model_config_lib.ModelConfig(num_latents=64)
-    model = lolnerf.LOLNeRF(model_config)
-    model.build_all()
-    step = lolnerf.make_train_step(
-        model,
-        config_lib.LossConfig(),
-        keras.optimizers.Adam(5e-4),
-        latents.LazyAdam(1e-3),
-        jit_compile=False,
-    )
-    batch = lolnerf.synthetic_ray_batch(num_rays, model_config.num_latents)
-    seed = tf.constant([1, 2], tf.int32)
-    seconds = benchmarking.time_call(lambda: step(batch, seed)[0].numpy(), min_seconds=3.0)
-    return num_rays / seconds
-
-
-def benchmark_pipeline(peak_gflops: float) -> None:
-    """Prints the rays/s the training pipeline delivers (cached and streaming), and, when
-    tfglo.lolnerf exists, the rays/s of one default training step and the ratio (target >= 5).
-
-    The data set: 256 synthetic heads at 64 x 64 in a temporary directory; the default
-    `RayBatchConfig` (32 images x 64 rays = 2048 rays per batch).
-    """
-    del peak_gflops  # input pipelines are bound by memory and the runtime, not matmul FLOPs
-    config = RayBatchConfig()
-    num_rays = config.images_per_batch * config.rays_per_image
-    root = tempfile.mkdtemp(prefix="tfglo-bench-pipeline-")
-    try:
-        path = os.path.join(root, "data")
-        _write_benchmark_dataset(path, num_images=256, image_size=64)
-        rates = {}
-        for cache in (True, False):
-            dataset = train_dataset(path, dataclasses.replace(config, cache=cache))
-            rates[cache] = measure_rays_per_second(dataset, num_rays)
-            benchmarking.report(
-                "pipeline",
-                cache=int(cache),
-                rays_per_batch=num_rays,
-                image_size=64,
-                rays_per_s=rates[cache],
-            )
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    step_rate = _train_step_rays_per_second(num_rays)
-    if step_rate is not None:
-        benchmarking.report(
-            "pipeline_vs_train_step",
-            rays_per_batch=num_rays,
-            pipeline_rays_per_s=rates[True],
-            streaming_rays_per_s=rates[False],
-            train_step_rays_per_s=step_rate,
-            ratio=rates[True] / step_rate,
-            streaming_ratio=rates[False] / step_rate,
-            target_ratio=5,
-            meets_target=rates[True] / step_rate >= 5,
-        )

@@ -2,14 +2,21 @@
 
 Layout:
 
-    run_dir/config.json    model, loss, train and data configurations (`tfglo.config.to_dict`),
-                           the dataset's path and a summary of its dataset.json, the flags used
+    run_dir/config.json    the model family ("model": "lolnerf"), its config sections
+                           ("configs": {"model": ..., "loss": ..., "train": ..., "data": ...},
+                           `tfglo.utils.configs.to_dict`), the dataset's path and a summary of its
+                           dataset.json, the flags used
     run_dir/checkpoints/   tf.train.CheckpointManager files, ckpt-<step>.{index,data-*}
     run_dir/tensorboard/   event files
 
 `write_config` writes config.json atomically (a temporary file renamed into place), so a run
-killed at any moment leaves either the old or the new file. `load_run` rebuilds the model from
-config.json and restores the newest checkpoint, for evaluation, rendering and export.
+killed at any moment leaves either the old or the new file. `load_run` resolves the family named
+in config.json (`tfglo.engine.family.get_family`), rebuilds its model from the config sections
+and restores the newest checkpoint, for evaluation, rendering and export.
+
+Versions: config.json version 2 (this one) names the family. Version 1 (tfglo before model
+families) held the LOLNeRF sections at the top level, "model" being the model config itself;
+`read_config` reads it as a "lolnerf" run (the file is left as it is).
 """
 
 import dataclasses
@@ -22,15 +29,15 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfglo.data import pipeline
+from tfglo.engine import family as family_lib
 from tfglo.engine import trainer
-from tfglo.lolnerf import config as model_config_lib
-from tfglo.lolnerf import model as lolnerf
-from tfglo.nerf import config as config_lib
-from tfglo.utils import configs
+from tfglo.utils import configs as configs_lib
 
 CONFIG_FILE = "config.json"
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
+# Version 1 held only LOLNeRF runs, with these sections at the top level.
+_V1_FAMILY = "lolnerf"
+_V1_SECTIONS = ("model", "loss", "train", "data")
 # dataset.json keys left out of the summary: per-image and per-file lists (large for big
 # collections); their lengths are kept instead.
 _LIST_KEYS = ("images", "shards", "skipped")
@@ -46,32 +53,61 @@ class Run:
 
     Attributes:
       run_dir: the run directory.
-      model: the `LOLNeRF`, weights and latent table restored from `checkpoint`.
-      model_config, loss_config, train_config, data_config: the resolved configurations.
+      family: the `ModelFamily` named in config.json.
+      configs: its config sections, name -> config dataclass.
+      model: the family's model, its variables restored from `checkpoint`.
       dataset_dir: the training dataset's path, as given to the trainer.
       dataset_metadata: the training dataset's dataset.json without its per-image lists
         (num_images, num_latents, image_size, scene_radius, canonical_keypoints, ...).
       step: the training step of the checkpoint.
       checkpoint: the restored checkpoint's path prefix.
       flags: the command-line flags the run was started with ({} when not from the app).
+      values: config.json as read (in the current layout).
+
+    The config sections are also attributes: `model_config`, `loss_config`, `train_config`,
+    `data_config` (None when the family has no such section).
     """
 
     run_dir: pathlib.Path
-    model: lolnerf.LOLNeRF
-    model_config: model_config_lib.ModelConfig
-    loss_config: config_lib.LossConfig
-    train_config: trainer.TrainConfig
-    data_config: pipeline.RayBatchConfig
+    family: family_lib.ModelFamily
+    configs: dict[str, Any]
+    model: Any
     dataset_dir: str
     dataset_metadata: dict[str, Any]
     step: int
     checkpoint: str
     flags: dict[str, Any]
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def family_name(self) -> str:
+        return self.family.name
+
+    @property
+    def model_config(self):
+        return self.configs.get("model")
+
+    @property
+    def loss_config(self):
+        return self.configs.get("loss")
+
+    @property
+    def train_config(self) -> trainer.TrainConfig | None:
+        return self.configs.get(family_lib.TRAIN_SECTION)
+
+    @property
+    def data_config(self):
+        return self.configs.get("data")
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The training dataset's dataset.json summary (= `dataset_metadata`)."""
+        return self.dataset_metadata
 
     @property
     def num_latents(self) -> int:
-        """Rows of the latent table (training identities)."""
-        return int(self.model_config.num_latents)
+        """Rows of the latent table (training identities); 0 for a family without one."""
+        return int(getattr(self.model_config, "num_latents", 0) or 0)
 
 
 def config_path(run_dir: os.PathLike | str) -> pathlib.Path:
@@ -88,25 +124,38 @@ def dataset_summary(metadata: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _resolve_family(family: "family_lib.ModelFamily | str") -> family_lib.ModelFamily:
+    return family_lib.get_family(family) if isinstance(family, str) else family
+
+
 def make_config(
-    model_config: model_config_lib.ModelConfig,
-    loss_config: config_lib.LossConfig,
-    train_config: trainer.TrainConfig,
-    data_config: pipeline.RayBatchConfig,
+    family: "family_lib.ModelFamily | str",
+    configs: dict[str, Any],
     dataset_dir: os.PathLike | str,
     dataset_metadata: dict[str, Any],
     flags: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON-able contents of config.json."""
+    """The JSON-able contents of config.json.
+
+    Args:
+      family: the model family (or its registered name).
+      configs: every config section of the family, name -> config dataclass.
+      dataset_dir: the training dataset's path.
+      dataset_metadata: its dataset.json (summarised: per-image lists become counts).
+      flags: the command-line flags, recorded as given.
+
+    Raises:
+      ValueError: `configs` does not have exactly the family's sections.
+    """
     from tfglo import __version__
 
+    family = _resolve_family(family)
+    configs = family.check_configs(configs)
     return {
         "version": CONFIG_VERSION,
         "tfglo_version": __version__,
-        "model": configs.to_dict(model_config),
-        "loss": configs.to_dict(loss_config),
-        "train": configs.to_dict(train_config),
-        "data": configs.to_dict(data_config),
+        "model": family.name,
+        "configs": {key: configs_lib.to_dict(value) for key, value in configs.items()},
         "dataset_dir": str(dataset_dir),
         "dataset_metadata": dataset_summary(dataset_metadata),
         "flags": dict(flags or {}),
@@ -134,8 +183,39 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def upgrade_config(values: dict[str, Any], source: str = CONFIG_FILE) -> dict[str, Any]:
+    """config.json contents in the current layout (a version-1 file becomes a "lolnerf" run).
+
+    Raises:
+      RunDirError: a version newer than this tfglo reads, or sections missing.
+    """
+    version = values.get("version", 1)
+    if not isinstance(version, int) or version > CONFIG_VERSION:
+        raise RunDirError(
+            f"{source} has version {version!r}; this tfglo reads versions up to "
+            f"{CONFIG_VERSION}: use a newer tfglo"
+        )
+    if version == 1:
+        missing = [k for k in _V1_SECTIONS if k not in values]
+        if missing:
+            raise RunDirError(f"{source} has no {', '.join(missing)} section")
+        upgraded = {k: v for k, v in values.items() if k not in _V1_SECTIONS}
+        upgraded["model"] = _V1_FAMILY
+        upgraded["configs"] = {k: values[k] for k in _V1_SECTIONS}
+        upgraded["read_from_version"] = version
+        return upgraded
+    missing = [k for k in ("model", "configs") if k not in values]
+    if missing or not isinstance(values.get("configs"), dict):
+        raise RunDirError(
+            f"{source} has no {', '.join(missing) or 'configs'} section (or it is not a dict)"
+        )
+    if not isinstance(values["model"], str):
+        raise RunDirError(f'{source}: "model" must name the model family, got {values["model"]!r}')
+    return dict(values)
+
+
 def read_config(run_dir: os.PathLike | str) -> dict[str, Any]:
-    """Reads and checks config.json.
+    """Reads and checks config.json, in the current layout (see `upgrade_config`).
 
     Raises:
       RunDirError: the directory or config.json is missing, not JSON, or lacks a section.
@@ -154,34 +234,48 @@ def read_config(run_dir: os.PathLike | str) -> dict[str, Any]:
             values = json.load(f)
     except json.JSONDecodeError as e:
         raise RunDirError(f"{path} is not valid JSON: {e}") from e
-    missing = [k for k in ("model", "loss", "train", "data") if k not in values]
-    if missing:
-        raise RunDirError(f"{path} has no {', '.join(missing)} section")
-    return values
+    if not isinstance(values, dict):
+        raise RunDirError(f"{path} does not hold a JSON object")
+    return upgrade_config(values, str(path))
 
 
-def parse_configs(values: dict[str, Any], source: str = CONFIG_FILE):
-    """(model, loss, train, data) config objects from config.json contents.
+def family_of(values: dict[str, Any], source: str = CONFIG_FILE) -> family_lib.ModelFamily:
+    """The model family named by config.json contents (`read_config`'s layout).
 
     Raises:
-      RunDirError: a section has unknown keys or invalid values (a config.json from another
-        version of tfglo, or edited by hand).
+      RunDirError: no family of that name is known.
     """
-    sections = (
-        ("model", model_config_lib.ModelConfig),
-        ("loss", config_lib.LossConfig),
-        ("train", trainer.TrainConfig),
-        ("data", pipeline.RayBatchConfig),
-    )
-    parsed = []
-    for key, cls in sections:
+    try:
+        return family_lib.get_family(values["model"])
+    except (ValueError, TypeError) as e:
+        raise RunDirError(f"{source}: {e}") from e
+
+
+def parse_configs(values: dict[str, Any], source: str = CONFIG_FILE) -> dict[str, Any]:
+    """The config objects (section name -> dataclass) of config.json contents (`read_config`).
+
+    Raises:
+      RunDirError: the family is unknown, or a section is missing, unknown, has unknown keys or
+        invalid values (a config.json from another version of tfglo, or edited by hand).
+    """
+    family = family_of(values, source)
+    sections = values["configs"]
+    missing = sorted(set(family.sections) - set(sections))
+    unknown = sorted(set(sections) - set(family.sections))
+    if missing or unknown:
+        raise RunDirError(
+            f"{source}: a {family.name} run has config sections {sorted(family.sections)}; "
+            f"missing {missing}, unknown {unknown}"
+        )
+    parsed = {}
+    for key, cls in family.sections.items():
         try:
-            parsed.append(configs.from_dict(cls, values[key]))
+            parsed[key] = configs_lib.from_dict(cls, sections[key])
         except (TypeError, ValueError) as e:
             raise RunDirError(
                 f"{source}: section {key!r} does not match {cls.__name__}: {e}"
             ) from e
-    return tuple(parsed)
+    return parsed
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -195,21 +289,33 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def check_resume(run_dir: os.PathLike | str, model_config: model_config_lib.ModelConfig) -> None:
-    """Checks that training may continue in `run_dir` with `model_config`.
+def check_resume(
+    run_dir: os.PathLike | str,
+    family: "family_lib.ModelFamily | str",
+    configs: dict[str, Any],
+) -> None:
+    """Checks that training may continue in `run_dir` with `family` and `configs`.
 
-    A run directory without config.json is new. With one, the model configuration must be the
-    same (the checkpoints hold its variables); other settings (steps, learning rates, logging)
-    may change on resume.
+    A run directory without config.json is new. With one, the family and its checkpoint sections
+    (`ModelFamily.checkpoint_sections`, e.g. "model") must be the same (the checkpoints hold
+    their variables); other settings (steps, learning rates, logging) may change on resume.
 
     Raises:
-      RunDirError: config.json exists and its model configuration differs (the message lists
-        each differing field).
+      RunDirError: config.json exists and names another family, or its checkpoint sections
+        differ (the message lists each differing field).
     """
     if not config_path(run_dir).is_file():
         return
+    family = _resolve_family(family)
     values = read_config(run_dir)
-    differences = _differences(values["model"], configs.to_dict(model_config), "model.")
+    if values["model"] != family.name:
+        raise RunDirError(
+            f"{run_dir} holds a {values['model']} run, not {family.name}: use a new --run_dir"
+        )
+    differences = []
+    for key in family.checkpoint_sections:
+        new = configs_lib.to_dict(configs[key])
+        differences += _differences(values["configs"].get(key, {}), new, f"{key}.")
     if differences:
         raise RunDirError(
             f"{run_dir} holds a run with another model configuration ({'; '.join(differences)}): "
@@ -225,32 +331,32 @@ def latest_checkpoint(run_dir: os.PathLike | str) -> str | None:
 def load_run(run_dir: os.PathLike | str, checkpoint: str | None = None) -> Run:
     """Rebuilds a trained model from config.json and restores its newest checkpoint.
 
-    Only the model (fields and latent table) and the step are restored; the optimisers' state in
-    the checkpoint is not needed (`expect_partial`). Every variable of the rebuilt model must be
-    found in the checkpoint, so a config.json that does not match the checkpoint is an error, not
-    a silently half-initialised model.
+    The family named in config.json builds the model from its config sections. Only the model
+    and the step are restored; the optimisers' state in the checkpoint is not needed
+    (`expect_partial`). Every variable of the rebuilt model must be found in the checkpoint, so a
+    config.json that does not match the checkpoint is an error, not a silently half-initialised
+    model.
 
     Args:
-      run_dir: a run directory written by the trainer.
+      run_dir: a run directory written by the trainer (config.json version 1 or 2).
       checkpoint: a specific checkpoint path prefix (default: the newest).
 
     Raises:
-      RunDirError: no run directory or config.json, no checkpoint, or a config.json that does not
-        match the checkpoint.
+      RunDirError: no run directory or config.json, an unknown family, no checkpoint, or a
+        config.json that does not match the checkpoint.
     """
     run_dir = pathlib.Path(run_dir)
+    source = str(config_path(run_dir))
     values = read_config(run_dir)
-    model_config, loss_config, train_config, data_config = parse_configs(
-        values, str(config_path(run_dir))
-    )
+    family = family_of(values, source)
+    configs = parse_configs(values, source)
     checkpoint = checkpoint or latest_checkpoint(run_dir)
     if checkpoint is None:
         raise RunDirError(
             f"{run_dir} has no checkpoint in {trainer.checkpoint_dir(run_dir)}: train first "
             "(python -m tfglo.train), or wait for the first checkpoint_every steps"
         )
-    model = lolnerf.LOLNeRF(model_config)
-    model.build_all()
+    model = family.build_model(configs)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     try:
         status = tf.train.Checkpoint(model=model, step=step).restore(checkpoint)
@@ -258,20 +364,19 @@ def load_run(run_dir: os.PathLike | str, checkpoint: str | None = None) -> Run:
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
         raise RunDirError(
-            f"checkpoint {checkpoint} does not match the model of {config_path(run_dir)}: {e}"
+            f"checkpoint {checkpoint} does not match the model of {source}: {e}"
         ) from e
     except tf.errors.NotFoundError as e:
         raise RunDirError(f"checkpoint {checkpoint} cannot be read: {e.message}") from e
     return Run(
         run_dir=run_dir,
+        family=family,
+        configs=configs,
         model=model,
-        model_config=model_config,
-        loss_config=loss_config,
-        train_config=train_config,
-        data_config=data_config,
         dataset_dir=str(values.get("dataset_dir", "")),
         dataset_metadata=dict(values.get("dataset_metadata") or {}),
         step=int(step.numpy()),
         checkpoint=checkpoint,
         flags=dict(values.get("flags") or {}),
+        values=values,
     )

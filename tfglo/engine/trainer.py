@@ -1,50 +1,52 @@
 """The training loop: a custom loop under a `tf.distribute` strategy (DESIGN.md sections 2, 6).
 
-`Trainer` owns one model, two Adam optimisers (network weights; latent table, whose gradient is a
-sparse `tf.IndexedSlices`), a step counter, a `tf.train.CheckpointManager` and TensorBoard writers.
-It is generic: the model, the loss and the per-replica dataset are passed in as callables, so the
-machinery is tested with a tiny stand-in model; `train` wires it to LOLNeRF, the LOLNeRF losses
-and the ray-batch pipeline, and is what `python -m tfglo.train` calls.
+`Trainer` trains one model of a model family (`tfglo.engine.family.ModelFamily`): the family
+builds the model from its configuration, names its variable groups (each with its own optimiser,
+learning rate and schedule: LOLNeRF has "network" and "latent", the latent table's gradient being
+a sparse `tf.IndexedSlices`), computes each batch's loss terms, and provides the per-replica
+dataset and the image summaries. The trainer owns the rest: the strategy, one optimiser per
+group, a step counter, a `tf.train.CheckpointManager` and the TensorBoard writers. It names no
+family; `python -m tfglo.train` builds it for LOLNeRF (`tfglo.lolnerf.family`).
 
-Distribution. Everything with state (model, both optimisers, step) is created inside
+Distribution. Everything with state (model, optimisers, step) is created inside
 `strategy.scope()` and fully built *before* the first `tf.function` runs: Keras 3 creates optimiser
 slots lazily on the first `apply_gradients`, which fails under MirroredStrategy when it happens
 inside a `tf.function`, so `optimizer.build(variables)` is called in scope. Each replica gets its
 share of the global batch, computes its mean loss, and scales it by its share of the global rays
 (`local_rays / global_rays`); the optimisers all-reduce (sum) the gradients across replicas, so
-the update equals the one for the global batch on one device, latent `IndexedSlices` included.
+the update equals the one for the global batch on one device, `IndexedSlices` included.
 
 Checkpoints. `run_dir/checkpoints/ckpt-<step>` every `checkpoint_every` steps and at the end
-(`tf.train.Checkpoint(model=, network_optimizer=, latent_optimizer=, step=)`), the newest
+(`tf.train.Checkpoint(model=, <group>_optimizer=..., step=)`: for LOLNeRF `network_optimizer`
+and `latent_optimizer`, the names run directories have always used), the newest
 `keep_checkpoints` kept. A new `Trainer` on the same run directory restores the newest one, so a
 run killed at any moment (even SIGKILL during a save: TensorFlow renames the checkpoint into
 place, and the `checkpoint` index is replaced atomically) resumes where its last checkpoint left
-it, with the step count, the learning-rate schedules and Adam's moments intact. A non-finite loss
-stops the run with `NonFiniteLossError` and does not save the bad state. In multi-worker training
-only the chief writes checkpoints and summaries; the other workers save into a temporary directory
-they delete (saving may need every worker), and write summaries nowhere.
+it, with the step count, the learning-rate schedules and the optimisers' moments intact. A
+non-finite loss stops the run with `NonFiniteLossError` and does not save the bad state. In
+multi-worker training only the chief writes checkpoints and summaries; the other workers save
+into a temporary directory they delete (saving may need every worker), and write summaries
+nowhere.
+
+TensorBoard scalars: `loss/<term>` for every loss term, `metrics/psnr` (from an "rgb_mse" term),
+`learning_rate/<group>` for every variable group, `throughput/rays_per_second` and
+`throughput/samples_per_second`; images as the family's summaries name them.
 """
 
 import dataclasses
-import inspect
 import math
 import os
 import pathlib
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from tfglo.data import pipeline
-from tfglo.geometry import camera as camera_lib
-from tfglo.lolnerf import latents
-from tfglo.lolnerf import model as lolnerf
-from tfglo.nerf import losses
+from tfglo.engine import family as family_lib
 
 STRATEGIES = ("mirrored", "multi_worker", "tpu", "one_device")
 LATENT_OPTIMIZERS = ("lazy_adam", "adam")
@@ -55,10 +57,13 @@ CHECKPOINT_PREFIX = "ckpt"
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation, schedule, checkpoint, logging and distribution settings.
+    """Optimisation, schedule, checkpoint, logging and distribution settings (section "train").
 
-    The batch (images per step, rays per image) belongs to the data configuration
-    (`pipeline.RayBatchConfig`), which is the one place it is set.
+    The trainer itself reads the steps, checkpoint, logging, distribution, XLA and seed fields.
+    The learning rates, decay, Adam and latent-optimiser fields and the `summary_*` fields are
+    read by the LOLNeRF family (its variable groups and image summaries). The batch (images per
+    step, rays per image) belongs to the data configuration (`pipeline.RayBatchConfig`), which is
+    the one place it is set.
 
     Attributes:
       num_steps: total optimisation steps of the run (a resumed run stops at the same number).
@@ -69,7 +74,7 @@ class TrainConfig:
       decay_steps: see `decay_rate`.
       adam_beta1, adam_beta2, adam_epsilon: Adam's moment decay rates and epsilon (both
         optimisers).
-      latent_optimizer: "lazy_adam" (`latents.LazyAdam`: a step moves only the table rows in
+      latent_optimizer: "lazy_adam" (`lolnerf.latents.LazyAdam`: a step moves only the table rows in
         the batch) or "adam" (Keras Adam: densifies the sparse gradient, so every row's moments
         decay and rows keep drifting while their image is not in the batch).
       checkpoint_every: save a checkpoint every this many steps (and always at the end).
@@ -234,8 +239,16 @@ def checkpoint_step(path: str) -> int:
 
 
 def _remove_orphans(directory: pathlib.Path, keep: list[str]) -> None:
-    """Deletes checkpoint files a killed save left behind (not listed in the index)."""
-    kept = {pathlib.Path(p).name for p in keep}
+    """Deletes checkpoint files a killed save left behind (not listed in the index).
+
+    Every checkpoint the `checkpoint` index lists is kept besides `keep`: the manager's own list
+    leaves out entries without a timestamp newer than the index's last_preserved_timestamp (an
+    index written by other tools, or a clock that went back), and those are not orphans.
+    """
+    state = tf.train.get_checkpoint_state(str(directory))
+    if state is not None:
+        keep = [*keep, state.model_checkpoint_path, *state.all_model_checkpoint_paths]
+    kept = {pathlib.Path(p).name for p in keep if p}
     for path in directory.glob(f"{CHECKPOINT_PREFIX}-*"):
         name = path.name.split(".", 1)[0]
         if name.endswith("_temp"):
@@ -266,32 +279,24 @@ def _format_rate(value: float) -> str:
 # ----------------------------------------------------------------------------------------------
 # The trainer.
 
-ModelFn = Callable[[], keras.Model]
-LossFn = Callable[[dict, dict], tuple[tf.Tensor, dict]]
-DatasetFn = Callable[[tf.distribute.InputContext, int], tf.data.Dataset]
-ImageSummaryFn = Callable[[keras.Model], dict[str, np.ndarray]]
-
 
 class Trainer:
-    """A custom training loop with two optimisers under a `tf.distribute` strategy.
+    """A custom training loop for a model family, one optimiser per variable group.
 
     Usage:
-        trainer = Trainer(config, run_dir, build_model, loss_fn, dataset_fn)  # restores if it can
-        result = trainer.train()  # to config.num_steps; raises NonFiniteLossError on NaN
-
-    The model must provide `network_variables` and `latent_variables` (lists of variables for the
-    two optimisers) and may provide `build_all()` (creates every variable; called in scope).
-    `model(batch, training=True)` returns a render dict; `loss_fn(render, batch)` returns
-    `(scalar loss, {name: scalar})`, the mean over the replica's rays. Batches hold "rgb"
-    `[N, 3]` (its leading dimension counts the rays); render["weights"] `[N, S]`, when present,
-    gives the samples per ray for the samples/s figure.
+        trainer = Trainer(family, configs, run_dir, dataset)  # restores if it can
+        result = trainer.train()  # to configs["train"].num_steps; NonFiniteLossError on NaN
 
     Attributes:
-      config: the `TrainConfig`.
+      family: the `ModelFamily`.
+      configs: its configuration, section name -> config dataclass.
+      config: `configs["train"]`, the `TrainConfig`.
       strategy: the distribution strategy.
-      model, network_optimizer, latent_optimizer: built in `strategy.scope()`.
+      model: the family's model, built in `strategy.scope()`.
+      variable_groups: group name -> list of its variables.
+      optimizers: group name -> its optimiser, built in scope.
       step: int64 variable, the number of optimisation steps taken.
-      checkpoint: `tf.train.Checkpoint(model=, network_optimizer=, latent_optimizer=, step=)`.
+      checkpoint: `tf.train.Checkpoint(model=, <group>_optimizer=, ..., step=)`.
       manager: its `tf.train.CheckpointManager` (chief: run_dir/checkpoints; others: a temp dir).
       is_chief: whether this process writes checkpoints and summaries.
       restored_from: checkpoint prefix restored at construction, or None.
@@ -299,56 +304,61 @@ class Trainer:
 
     def __init__(
         self,
-        config: TrainConfig,
+        family: "family_lib.ModelFamily | str",
+        configs: Mapping[str, Any],
         run_dir: os.PathLike | str,
-        build_model: ModelFn,
-        loss_fn: LossFn,
-        dataset_fn: DatasetFn,
+        dataset: Any = None,
         strategy: tf.distribute.Strategy | None = None,
-        image_summary_fn: ImageSummaryFn | None = None,
         log: Callable[[str], None] = print_line,
     ):
         """Builds model and optimisers in scope and restores the newest checkpoint.
 
         Args:
-          config: training settings.
+          family: a `ModelFamily`, or the name of a registered one.
+          configs: every config section of the family; "train" is a `TrainConfig`.
           run_dir: the run directory (checkpoints/ and tensorboard/ go inside).
-          build_model: returns a new (unbuilt) model; called once inside `strategy.scope()`.
-          loss_fn: `(render, batch) -> (loss, terms)`, a per-replica mean.
-          dataset_fn: `(input_context, start_step) -> tf.data.Dataset` of per-replica batches
-            (`input_context.get_per_replica_batch_size` and sharding are its business);
-            `start_step` lets it reseed so a resumed run does not replay the first batches.
+          dataset: the training data as the family's `dataset_fn` takes it (a dataset
+            directory for LOLNeRF); read only when training starts.
           strategy: defaults to `make_strategy(config.strategy, config.tpu)`.
-          image_summary_fn: `model -> {tag: [k, h, w, c] float in [0, 1]}`, called on the chief
-            every `config.image_summary_every` steps.
           log: receives the console progress lines.
+
+        Raises:
+          ValueError: bad configs or group names, or a checkpoint in run_dir that does not
+            match the model.
         """
+        if isinstance(family, str):
+            family = family_lib.get_family(family)
+        self.family = family
+        self.configs = family.check_configs(configs)
+        config = self.configs.get(family_lib.TRAIN_SECTION)
+        if not isinstance(config, TrainConfig):
+            raise ValueError(
+                f"config section {family_lib.TRAIN_SECTION!r} must be a TrainConfig, got "
+                f"{type(config).__name__}"
+            )
         self.config = config
         self.run_dir = pathlib.Path(run_dir)
         self.strategy = strategy or make_strategy(config.strategy, config.tpu)
-        self.loss_fn = loss_fn
-        self.dataset_fn = dataset_fn
-        self.image_summary_fn = image_summary_fn
+        self.dataset = dataset
+        self.dataset_fn = family.dataset_fn(self.configs, dataset)
+        self.image_summary_fn = (
+            family.image_summaries(self.configs, dataset) if config.image_summary_every else None
+        )
         self.log = log
         self.is_chief = is_chief(self.strategy)
         self.task_type, self.task_id = task_info(self.strategy)
 
         with self.strategy.scope():
-            self.model = build_model()
-            if hasattr(self.model, "build_all"):
-                self.model.build_all()
-            self.network_variables = list(self.model.network_variables)
-            self.latent_variables = list(self.model.latent_variables)
-            self.network_optimizer = self._make_optimizer(
-                keras.optimizers.Adam, config.network_learning_rate, "network"
-            )
-            latent_cls = latents.LazyAdam if config.latent_optimizer == "lazy_adam" else None
-            self.latent_optimizer = self._make_optimizer(
-                latent_cls or keras.optimizers.Adam, config.latent_learning_rate, "latent"
-            )
-            # Build the slots now, in scope, outside any tf.function (see the module docstring).
-            self.network_optimizer.build(self.network_variables)
-            self.latent_optimizer.build(self.latent_variables)
+            self.model = family.build_model(self.configs)
+            groups = family.variable_groups(self.model, self.configs)
+            _check_groups(groups)
+            self.variable_groups = {name: list(g.variables) for name, g in groups.items()}
+            self.optimizers = {}
+            for name, group in groups.items():
+                optimizer = group.optimizer.make(f"{name}_optimizer")
+                # Build the slots now, in scope, outside any tf.function (module docstring).
+                optimizer.build(self.variable_groups[name])
+                self.optimizers[name] = optimizer
             self.step = tf.Variable(
                 0,
                 dtype=tf.int64,
@@ -356,11 +366,11 @@ class Trainer:
                 name="step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
+        self._variables = [v for variables in self.variable_groups.values() for v in variables]
         self.checkpoint = tf.train.Checkpoint(
             model=self.model,
-            network_optimizer=self.network_optimizer,
-            latent_optimizer=self.latent_optimizer,
             step=self.step,
+            **{f"{name}_optimizer": opt for name, opt in self.optimizers.items()},
         )
         self._chief_dir = checkpoint_dir(self.run_dir)
         if self.is_chief:
@@ -375,7 +385,6 @@ class Trainer:
             checkpoint_name=CHECKPOINT_PREFIX,
         )
         self.restored_from = self._restore()
-        self._model_takes_seed = "seed" in inspect.signature(self.model.call).parameters
         self._compute = tf.function(self._forward_backward, jit_compile=config.jit_compile)
         self._train_step = tf.function(self._distributed_step)
         self._writer = None
@@ -384,19 +393,6 @@ class Trainer:
         self.progress_seconds = 60.0
 
     # -- construction ---------------------------------------------------------------------------
-
-    def _make_optimizer(self, cls, learning_rate: float, name: str) -> keras.optimizers.Optimizer:
-        c = self.config
-        schedule = keras.optimizers.schedules.ExponentialDecay(
-            learning_rate, decay_steps=c.decay_steps, decay_rate=c.decay_rate
-        )
-        return cls(
-            learning_rate=schedule,
-            beta_1=c.adam_beta1,
-            beta_2=c.adam_beta2,
-            epsilon=c.adam_epsilon,
-            name=f"{name}_adam",
-        )
 
     def _restore(self) -> str | None:
         latest = tf.train.latest_checkpoint(str(self._chief_dir))
@@ -419,13 +415,9 @@ class Trainer:
 
     def _forward_backward(self, batch, share, seed):
         with tf.GradientTape() as tape:
-            if self._model_takes_seed:
-                render = self.model(batch, training=True, seed=seed)
-            else:
-                render = self.model(batch, training=True)
-            loss, terms = self.loss_fn(render, batch)
+            loss, terms, render = self.family.train_loss(self.model, batch, self.configs, seed)
             scaled_loss = loss * share
-        gradients = tape.gradient(scaled_loss, self.network_variables + self.latent_variables)
+        gradients = tape.gradient(scaled_loss, self._variables)
         samples_per_ray = 1
         if isinstance(render, dict) and "weights" in render:
             samples_per_ray = render["weights"].shape[-1] or tf.shape(render["weights"])[-1]
@@ -433,7 +425,7 @@ class Trainer:
 
     def _replica_step(self, batch):
         context = tf.distribute.get_replica_context()
-        local_rays = tf.cast(tf.shape(batch["rgb"])[0], tf.float32)
+        local_rays = tf.cast(self.family.num_rays(batch), tf.float32)
         global_rays = context.all_reduce(tf.distribute.ReduceOp.SUM, local_rays)
         # Each replica's mean weighted by its share of the global batch; summing the replicas'
         # gradients (the optimisers all-reduce them) then gives the global-batch gradient.
@@ -443,9 +435,11 @@ class Trainer:
         replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
         seed = tf.stack([self.config.seed * 1024 + replica, tf.cast(self.step, tf.int32)])
         terms, gradients, samples_per_ray = self._compute(batch, share, seed)
-        num_network = len(self.network_variables)
-        self.network_optimizer.apply_gradients(zip(gradients[:num_network], self.network_variables))
-        self.latent_optimizer.apply_gradients(zip(gradients[num_network:], self.latent_variables))
+        start = 0
+        for name, variables in self.variable_groups.items():
+            end = start + len(variables)
+            self.optimizers[name].apply_gradients(zip(gradients[start:end], variables))
+            start = end
         outputs = {k: tf.cast(v, tf.float32) * share for k, v in terms.items() if k != "psnr"}
         outputs["rays"] = local_rays
         outputs["samples"] = local_rays * tf.cast(samples_per_ray, tf.float32)
@@ -463,12 +457,12 @@ class Trainer:
 
     # -- public ---------------------------------------------------------------------------------
 
-    def learning_rates(self) -> tuple[float, float]:
-        """Current (network, latent) learning rates, from the schedules at the current step."""
-        return (
-            float(self.network_optimizer.learning_rate.numpy()),
-            float(self.latent_optimizer.learning_rate.numpy()),
-        )
+    def learning_rates(self) -> dict[str, float]:
+        """Group name -> its current learning rate (the schedule at the current step)."""
+        return {
+            name: float(optimizer.learning_rate.numpy())
+            for name, optimizer in self.optimizers.items()
+        }
 
     def save(self) -> str:
         """Saves a checkpoint numbered by the current step; returns the chief's path prefix."""
@@ -502,7 +496,7 @@ class Trainer:
     def _write_scalars(self, step: int, metrics: dict[str, float]) -> None:
         with self._summary_writer().as_default(step=step):
             for name, value in metrics.items():
-                tf.summary.scalar(_scalar_tag(name), value)
+                tf.summary.scalar(self._scalar_tag(name), value)
         self._writer.flush()
 
     def train_step(self) -> dict[str, float]:
@@ -626,23 +620,26 @@ class Trainer:
         if seconds > 0:
             metrics["rays_per_second"] = sums.get("timed_rays", 0.0) / seconds
             metrics["samples_per_second"] = sums.get("timed_samples", 0.0) / seconds
-        network_lr, latent_lr = self.learning_rates()
-        metrics["network_learning_rate"] = network_lr
-        metrics["latent_learning_rate"] = latent_lr
+        for name, value in self.learning_rates().items():
+            metrics[f"{name}{_LEARNING_RATE_SUFFIX}"] = value
         return metrics
+
+    def _scalar_tag(self, name: str) -> str:
+        """TensorBoard tag of a metric: loss terms go under loss/ (module docstring)."""
+        if name in _SCALAR_TAGS:
+            return _SCALAR_TAGS[name]
+        group = name.removesuffix(_LEARNING_RATE_SUFFIX)
+        if name.endswith(_LEARNING_RATE_SUFFIX) and group in self.optimizers:
+            return f"learning_rate/{group}"
+        return f"loss/{name}"
 
     def _progress(self, step, num_steps, metrics, step_seconds) -> None:
         parts = [f"step {step:>{len(str(num_steps))}}/{num_steps}"]
-        terms = [
-            f"{k} {metrics[k]:.5f}"
-            for k in ("total", "rgb_mse", "mask", "hard_surface")
-            if k in metrics
-        ]
-        terms += [
-            f"{k} {v:.5f}"
-            for k, v in metrics.items()
-            if k not in _NON_TERMS and k not in ("total", "rgb_mse", "mask", "hard_surface")
-        ]
+        not_terms = set(_SCALAR_TAGS) | {f"{g}{_LEARNING_RATE_SUFFIX}" for g in self.optimizers}
+        names = [k for k in metrics if k not in not_terms]
+        # "total" first, then the family's terms in its order.
+        names = sorted(names, key=lambda k: k != "total")
+        terms = [f"{k} {metrics[k]:.5f}" for k in names]
         if terms:
             parts.append(" ".join(terms))
         if "psnr" in metrics:
@@ -655,177 +652,33 @@ class Trainer:
         self.log(" | ".join(parts))
 
 
-_NON_TERMS = {
-    "psnr",
-    "rays_per_second",
-    "samples_per_second",
-    "network_learning_rate",
-    "latent_learning_rate",
-}
-
-# TensorBoard tags of the scalars (loss terms go under loss/).
+# Metrics that are not loss terms, and their TensorBoard tags (learning rates are
+# "<group>_learning_rate" -> "learning_rate/<group>").
 _SCALAR_TAGS = {
     "psnr": "metrics/psnr",
     "rays_per_second": "throughput/rays_per_second",
     "samples_per_second": "throughput/samples_per_second",
-    "network_learning_rate": "learning_rate/network",
-    "latent_learning_rate": "learning_rate/latent",
 }
+_LEARNING_RATE_SUFFIX = "_learning_rate"
 
 
-def _scalar_tag(name: str) -> str:
-    return _SCALAR_TAGS.get(name, f"loss/{name}")
-
-
-# ----------------------------------------------------------------------------------------------
-# LOLNeRF: the model, losses, ray pipeline and image summaries wired into a Trainer.
-
-
-class LOLNeRFImageSummaries:
-    """Image summaries of a LOLNeRF: reconstructions, novel views, depth, foreground alpha.
-
-    For the first `num_images` training images of the dataset (each its own identity):
-    - "images/reconstruction": `[k, H, 2W, 3]` ground truth | render from the training camera;
-    - "images/novel_views": `[k, H, V*W, 3]` renders from V cameras on a yaw orbit at the
-      training camera's distance, yaw in [-yaw, yaw] (radians), looking at the origin;
-    - "images/depth": `[k, H, (1+V)*W, 1]` depth of the training view and the novel views,
-      normalised to [0, 1] over the bounding sphere's depth range [distance - r, distance + r]
-      with near bright and empty pixels black;
-    - "images/alpha": `[k, H, (1+V)*W, 1]` foreground opacity of the same views.
-    The images are read from the dataset on the first call (only the chief calls it).
-
-    Args:
-      dataset_path: the training dataset directory.
-      num_images: identities shown (k).
-      num_novel_views: V.
-      yaw: half the yaw range of the novel views, radians.
-      scene_radius: bounding-sphere radius r, object units.
-    """
-
-    def __init__(
-        self,
-        dataset_path: os.PathLike | str,
-        num_images: int = 3,
-        num_novel_views: int = 3,
-        yaw: float = 0.5,
-        scene_radius: float = 1.0,
-    ):
-        self.dataset_path = str(dataset_path)
-        self.num_images = num_images
-        self.num_novel_views = num_novel_views
-        self.yaw = yaw
-        self.scene_radius = scene_radius
-        self._views = None
-
-    def _load(self) -> list[dict[str, Any]]:
-        views = []
-        for features in pipeline.eval_dataset(self.dataset_path, split="train").take(
-            self.num_images
-        ):
-            views.append(
-                {
-                    "image": features["image"].numpy(),
-                    "intrinsics": features["intrinsics"].numpy(),
-                    "world_to_camera": features["world_to_camera"].numpy(),
-                    "latent_id": int(features["latent_id"].numpy()),
-                }
-            )
-        return views
-
-    def _depth(self, depth, distance) -> np.ndarray:
-        near = distance - self.scene_radius
-        scaled = 1.0 - (np.asarray(depth) - near) / (2.0 * self.scene_radius)
-        return np.where(np.asarray(depth) > 0, np.clip(scaled, 0.0, 1.0), 0.0)
-
-    def __call__(self, model) -> dict[str, np.ndarray]:
-        if self._views is None:
-            self._views = self._load()
-        table = tf.convert_to_tensor(model.latent_table.embeddings)
-        rows = {"reconstruction": [], "novel_views": [], "depth": [], "alpha": []}
-        yaws = np.linspace(-self.yaw, self.yaw, self.num_novel_views, dtype=np.float32)
-        for view in self._views:
-            height, width = view["image"].shape[:2]
-            latent = table[view["latent_id"]]
-            intrinsics = tf.constant(view["intrinsics"])
-            distance = float(np.linalg.norm(camera_lib.camera_center(view["world_to_camera"])))
-            cameras = [view["world_to_camera"]]
-            if self.num_novel_views:
-                eyes = camera_lib.orbit_eyes(
-                    yaws, np.zeros_like(yaws), np.full_like(yaws, distance)
+def _check_groups(groups: Mapping[str, family_lib.VariableGroup]) -> None:
+    """Raises ValueError for a bad variable-group dict (names, overlaps, empty groups)."""
+    if not groups:
+        raise ValueError("the model family declared no variable group")
+    seen = {}
+    for name, group in groups.items():
+        if not name.isidentifier():
+            # The checkpoint attribute `<name>_optimizer` must be an identifier.
+            raise ValueError(f"variable group name {name!r} is not a usable identifier")
+        if not isinstance(group, family_lib.VariableGroup):
+            raise ValueError(f"variable group {name!r} is a {type(group).__name__}, not a group")
+        if not group.variables:
+            raise ValueError(f"variable group {name!r} has no variables")
+        for variable in group.variables:
+            key = id(variable)
+            if key in seen:
+                raise ValueError(
+                    f"variable {variable.name} is in variable groups {seen[key]!r} and {name!r}"
                 )
-                cameras += list(camera_lib.look_at(eyes).numpy())
-            renders = [
-                model.render_image(
-                    latent, camera_lib.Camera(intrinsics, tf.constant(w2c)), height, width
-                )
-                for w2c in cameras
-            ]
-            rgb = [np.clip(r["rgb"].numpy(), 0.0, 1.0) for r in renders]
-            rows["reconstruction"].append(np.concatenate([view["image"], rgb[0]], 1))
-            if self.num_novel_views:
-                rows["novel_views"].append(np.concatenate(rgb[1:], 1))
-            rows["depth"].append(
-                np.concatenate([self._depth(r["depth"].numpy(), distance) for r in renders], 1)
-            )
-            rows["alpha"].append(np.concatenate([r["alpha"].numpy() for r in renders], 1))
-        out = {}
-        for name, images in rows.items():
-            if images:
-                stacked = np.stack(images).astype(np.float32)
-                if stacked.ndim == 3:
-                    stacked = stacked[..., None]
-                out[f"images/{name}"] = np.clip(stacked, 0.0, 1.0)
-        return out
-
-
-def lolnerf_trainer(
-    dataset_path: os.PathLike | str,
-    run_dir: os.PathLike | str,
-    model_config,
-    loss_config,
-    train_config: TrainConfig,
-    data_config,
-    strategy: tf.distribute.Strategy | None = None,
-    log: Callable[[str], None] = print_line,
-) -> Trainer:
-    """A `Trainer` for LOLNeRF on a dataset directory (restores run_dir's newest checkpoint).
-
-    Args:
-      dataset_path: the training dataset directory (tfglo.prepare).
-      run_dir: the run directory.
-      model_config: `config.ModelConfig` (num_latents must cover the dataset's latent ids).
-      loss_config: `config.LossConfig`.
-      train_config: `TrainConfig`.
-      data_config: `pipeline.RayBatchConfig` (global batch: images_per_batch x rays_per_image).
-      strategy: default `make_strategy(train_config.strategy, train_config.tpu)`.
-      log: receives console lines.
-    """
-
-    def build_model():
-        return lolnerf.LOLNeRF(model_config)
-
-    def loss_fn(render, batch):
-        return losses.total_loss(render, batch, loss_config)
-
-    def dataset_fn(context, start_step):
-        return pipeline.train_dataset(dataset_path, data_config, context, start_step=start_step)
-
-    summaries = None
-    if train_config.image_summary_every and train_config.summary_images:
-        summaries = LOLNeRFImageSummaries(
-            dataset_path,
-            train_config.summary_images,
-            train_config.summary_novel_views,
-            train_config.summary_yaw,
-            model_config.render.scene_radius,
-        )
-    return Trainer(
-        train_config,
-        run_dir,
-        build_model,
-        loss_fn,
-        dataset_fn,
-        strategy=strategy,
-        image_summary_fn=summaries,
-        log=log,
-    )
+            seen[key] = name

@@ -4,20 +4,18 @@
 two variable groups (`network_variables`, `latent_variables`) get their own optimisers
 (`latents.LazyAdam` updates only the table rows a batch used).
 
-`benchmark_train_step` measures one training step of the default-size model (see its docstring).
+`train_step_flops` counts the field FLOPs of a training step (the benchmarks' denominator; the
+benchmarks themselves are in `tfglo.lolnerf.benchmarks`).
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfglo.geometry import camera as camera_lib
 from tfglo.lolnerf import config as model_config_lib
 from tfglo.lolnerf import latents
-from tfglo.nerf import config as config_lib
-from tfglo.nerf import fields, losses
+from tfglo.nerf import fields, image_renderer
 from tfglo.nerf.volume_renderer import VolumeRenderer
-from tfglo.utils import benchmarking
 
 
 class LOLNeRF(keras.Model):
@@ -137,7 +135,7 @@ class LOLNeRF(keras.Model):
     def render_image(
         self, latent, camera: camera_lib.Camera, height: int, width: int, chunk_size=None
     ) -> dict:
-        """Renders one image in fixed-size ray chunks (`tfglo.render_image`).
+        """Renders one image in fixed-size ray chunks (`tfglo.nerf.image_renderer`).
 
         The chunk function is traced once per chunk size and reused for later images.
 
@@ -151,12 +149,9 @@ class LOLNeRF(keras.Model):
         Returns:
           dict: rgb `[H, W, 3]`, depth `[H, W]`, alpha `[H, W]`.
         """
-        # Lazy: render_image's benchmark imports this module.
-        from tfglo.nerf import image_renderer as render_image_lib
-
         key = chunk_size or self.config.render.chunk_size
         if key not in self._image_renderers:
-            self._image_renderers[key] = render_image_lib.ImageRenderer(self, key)
+            self._image_renderers[key] = image_renderer.ImageRenderer(self, key)
         return self._image_renderers[key](latent, camera, height, width)
 
 
@@ -175,100 +170,3 @@ def train_step_flops(model: LOLNeRF, num_rays: int) -> float:
     if model.background is not None:
         forward += num_rays * model.background.multiply_adds()
     return 3.0 * 2.0 * forward
-
-
-def synthetic_ray_batch(num_rays: int, num_latents: int, seed: int = 0) -> dict:
-    """A random training batch: rays from 4 units away through the unit sphere, random targets."""
-    rng = np.random.default_rng(seed)
-    origins = rng.normal(size=(num_rays, 3))
-    origins *= 4.0 / np.linalg.norm(origins, axis=-1, keepdims=True)
-    targets = rng.uniform(-0.5, 0.5, (num_rays, 3))
-    directions = targets - origins
-    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
-    return {
-        "origins": tf.constant(origins, tf.float32),
-        "directions": tf.constant(directions, tf.float32),
-        "latent_id": tf.constant(rng.integers(0, num_latents, num_rays), tf.int64),
-        "rgb": tf.constant(rng.uniform(size=(num_rays, 3)), tf.float32),
-        "mask": tf.constant(rng.uniform(size=num_rays) > 0.5, tf.float32),
-    }
-
-
-def make_train_step(
-    model: LOLNeRF,
-    loss_config: config_lib.LossConfig,
-    network_optimizer: keras.optimizers.Optimizer,
-    latent_optimizer: keras.optimizers.Optimizer,
-    jit_compile: bool,
-):
-    """A compiled `step(batch, seed) -> (loss, terms)`: forward, backward, both optimisers."""
-    network_variables = model.network_variables
-    latent_variables = model.latent_variables
-    network_optimizer.build(network_variables)
-    latent_optimizer.build(latent_variables)
-
-    def step(batch, seed):
-        with tf.GradientTape() as tape:
-            render = model(batch, training=True, seed=seed)
-            loss, terms = losses.total_loss(render, batch, loss_config)
-        grads = tape.gradient(loss, network_variables + latent_variables)
-        count = len(network_variables)
-        network_optimizer.apply_gradients(zip(grads[:count], network_variables))
-        latent_optimizer.apply_gradients(zip(grads[count:], latent_variables))
-        return loss, terms
-
-    return tf.function(step, jit_compile=jit_compile)
-
-
-def benchmark_train_step(
-    peak_gflops: float, ray_counts=(1024,), jit_options=(False, True), min_seconds: float = 8.0
-) -> None:
-    """One training step of the default-size model, with and without XLA; one line per variant.
-
-    Default `ModelConfig` fields (8 x 256 foreground, 64 coarse + 64 fine samples, 4 x 128
-    background), a 64-row latent table, default loss weights; Adam on the fields and LazyAdam on
-    the table. FLOPs per `train_step_flops`; ratio = achieved FLOP/s / `peak_gflops`.
-
-    1024 rays: larger batches measured no more efficient (ratio flat from 512 to 4096 rays) while
-    peak memory grows ~4.5 MB per ray (~19 GB at 4096 rays, both variants in one process).
-
-    The machines here are shared, so each line also carries `nearby_peak_gflops`, the matmul
-    peak re-measured just before and after that variant (mean), and `nearby_ratio` against it.
-    """
-    model_config = model_config_lib.ModelConfig(num_latents=64)
-    model = LOLNeRF(model_config)
-    model.build_all()
-    for num_rays in ray_counts:
-        batch = synthetic_ray_batch(num_rays, model_config.num_latents)
-        flops = train_step_flops(model, num_rays)
-        samples = num_rays * (model_config.render.num_coarse + model_config.render.num_fine)
-        for jit in jit_options:
-            step = make_train_step(
-                model,
-                config_lib.LossConfig(),
-                keras.optimizers.Adam(5e-4),
-                latents.LazyAdam(1e-3),
-                jit_compile=jit,
-            )
-            seed = tf.constant([1, 2], tf.int32)
-            step(batch, seed)[0].numpy()  # Trace and compile outside the timing.
-            before = benchmarking.matmul_peak_gflops(min_seconds=1.0)
-            seconds = benchmarking.time_call(
-                lambda step=step, batch=batch, seed=seed: step(batch, seed)[0].numpy(),
-                min_seconds=min_seconds,
-            )
-            nearby_peak = 0.5 * (before + benchmarking.matmul_peak_gflops(min_seconds=1.0))
-            gflops = flops / seconds / 1e9
-            benchmarking.report(
-                "train_step",
-                xla=int(jit),
-                rays=num_rays,
-                seconds=seconds,
-                samples_per_s=samples / seconds,
-                rays_per_s=num_rays / seconds,
-                gflops=gflops,
-                matmul_peak_gflops=peak_gflops,
-                ratio=gflops / peak_gflops,
-                nearby_peak_gflops=nearby_peak,
-                nearby_ratio=gflops / nearby_peak,
-            )

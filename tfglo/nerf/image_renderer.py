@@ -1,4 +1,4 @@
-"""Whole-image rendering in fixed-size ray chunks, and the render-latency benchmark.
+"""Whole-image rendering in fixed-size ray chunks (its benchmark: `tfglo.lolnerf.benchmarks`).
 
 An image's H x W rays are cut into chunks of one static size (the last chunk is padded by
 repeating the last ray), so a single traced function renders every chunk and peak memory depends
@@ -11,12 +11,9 @@ import tensorflow as tf
 
 from tfglo.geometry.camera import (
     Camera,
-    default_intrinsics,
     image_rays,
     make_camera,
-    orbit_cameras,
 )
-from tfglo.utils import benchmarking
 
 DEFAULT_CHUNK_SIZE = 4096
 
@@ -123,42 +120,3 @@ def render_image(model, latent, camera: Camera, height: int, width: int, chunk_s
       dict: rgb `[H, W, 3]`, depth `[H, W]`, alpha `[H, W]`.
     """
     return ImageRenderer(model, chunk_size)(latent, camera, height, width)
-
-
-def benchmark_render(peak_gflops: float, sizes=(64, 256), jit_options=(False, True)) -> None:
-    """Render latency of a default-size LOLNeRF per image size and XLA setting, one line each.
-
-    FLOPs are the forward half of `lolnerf.train_step_flops` (field matmuls, 2 per multiply-add).
-    Sizes after the first reuse the traced chunk function, so a large image is timed over one
-    call (a 256 x 256 default-size image takes minutes on a small CPU).
-    """
-    # Lazy: tfglo.lolnerf uses this module.
-    from tfglo.lolnerf import model as lolnerf
-    from tfglo.lolnerf.config import ModelConfig
-
-    model_config = ModelConfig()
-    model = lolnerf.LOLNeRF(model_config)
-    model.build_all()
-    latent = tf.zeros([model_config.latent_dim])
-    for jit in jit_options:
-        renderer = ImageRenderer(model, jit_compile=jit)
-        for index, size in enumerate(sizes):
-            cam = make_camera(default_intrinsics(size, size), orbit_cameras(1, 4.0, (0, 0))[0])
-            seconds = benchmarking.time_call(
-                lambda r=renderer, c=cam, s=size: r(latent, c, s, s)["rgb"].numpy(),
-                min_seconds=2.0 if index == 0 else 0.0,
-                warmup=1 if index == 0 else 0,
-            )
-            rays = size * size
-            gflops = lolnerf.train_step_flops(model, rays) / 3.0 / seconds / 1e9
-            benchmarking.report(
-                "render",
-                size=size,
-                xla=int(jit),
-                chunk_size=renderer.chunk_size,
-                seconds=seconds,
-                rays_per_s=rays / seconds,
-                gflops=gflops,
-                matmul_peak_gflops=peak_gflops,
-                ratio=gflops / peak_gflops,
-            )

@@ -1,0 +1,300 @@
+"""LOLNeRF's benchmarks: a training step, whole-image rendering, the input pipeline against a
+training step, and the exported `render` signature. `python -m tfglo.bench` runs them (its
+table names these functions); each prints `name key=value ...` lines with a ratio to the matmul
+peak of the same run (`tfglo.utils.benchmarking`).
+
+Also the helpers they share with the tests: `synthetic_ray_batch` (a random training batch) and
+`make_train_step` (one compiled single-device training step, without the engine's trainer).
+"""
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfglo.data import dataset_dir, pipeline
+from tfglo.data.synthetic import heads as synthetic
+from tfglo.geometry import camera
+from tfglo.lolnerf import config as model_config_lib
+from tfglo.lolnerf import latents, serving
+from tfglo.lolnerf import model as model_lib
+from tfglo.nerf import config as config_lib
+from tfglo.nerf import image_renderer, losses
+from tfglo.utils import benchmarking
+
+
+def synthetic_ray_batch(num_rays: int, num_latents: int, seed: int = 0) -> dict:
+    """A random training batch: rays from 4 units away through the unit sphere, random targets."""
+    rng = np.random.default_rng(seed)
+    origins = rng.normal(size=(num_rays, 3))
+    origins *= 4.0 / np.linalg.norm(origins, axis=-1, keepdims=True)
+    targets = rng.uniform(-0.5, 0.5, (num_rays, 3))
+    directions = targets - origins
+    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+    return {
+        "origins": tf.constant(origins, tf.float32),
+        "directions": tf.constant(directions, tf.float32),
+        "latent_id": tf.constant(rng.integers(0, num_latents, num_rays), tf.int64),
+        "rgb": tf.constant(rng.uniform(size=(num_rays, 3)), tf.float32),
+        "mask": tf.constant(rng.uniform(size=num_rays) > 0.5, tf.float32),
+    }
+
+
+def make_train_step(
+    model: model_lib.LOLNeRF,
+    loss_config: config_lib.LossConfig,
+    network_optimizer: keras.optimizers.Optimizer,
+    latent_optimizer: keras.optimizers.Optimizer,
+    jit_compile: bool,
+):
+    """A compiled `step(batch, seed) -> (loss, terms)`: forward, backward, both optimisers."""
+    network_variables = model.network_variables
+    latent_variables = model.latent_variables
+    network_optimizer.build(network_variables)
+    latent_optimizer.build(latent_variables)
+
+    def step(batch, seed):
+        with tf.GradientTape() as tape:
+            render = model(batch, training=True, seed=seed)
+            loss, terms = losses.total_loss(render, batch, loss_config)
+        grads = tape.gradient(loss, network_variables + latent_variables)
+        count = len(network_variables)
+        network_optimizer.apply_gradients(zip(grads[:count], network_variables))
+        latent_optimizer.apply_gradients(zip(grads[count:], latent_variables))
+        return loss, terms
+
+    return tf.function(step, jit_compile=jit_compile)
+
+
+def benchmark_train_step(
+    peak_gflops: float, ray_counts=(1024,), jit_options=(False, True), min_seconds: float = 8.0
+) -> None:
+    """One training step of the default-size model, with and without XLA; one line per variant.
+
+    Default `ModelConfig` fields (8 x 256 foreground, 64 coarse + 64 fine samples, 4 x 128
+    background), a 64-row latent table, default loss weights; Adam on the fields and LazyAdam on
+    the table. FLOPs per `train_step_flops`; ratio = achieved FLOP/s / `peak_gflops`.
+
+    1024 rays: larger batches measured no more efficient (ratio flat from 512 to 4096 rays) while
+    peak memory grows ~4.5 MB per ray (~19 GB at 4096 rays, both variants in one process).
+
+    The machines here are shared, so each line also carries `nearby_peak_gflops`, the matmul
+    peak re-measured just before and after that variant (mean), and `nearby_ratio` against it.
+    """
+    model_config = model_config_lib.ModelConfig(num_latents=64)
+    model = model_lib.LOLNeRF(model_config)
+    model.build_all()
+    for num_rays in ray_counts:
+        batch = synthetic_ray_batch(num_rays, model_config.num_latents)
+        flops = model_lib.train_step_flops(model, num_rays)
+        samples = num_rays * (model_config.render.num_coarse + model_config.render.num_fine)
+        for jit in jit_options:
+            step = make_train_step(
+                model,
+                config_lib.LossConfig(),
+                keras.optimizers.Adam(5e-4),
+                latents.LazyAdam(1e-3),
+                jit_compile=jit,
+            )
+            seed = tf.constant([1, 2], tf.int32)
+            step(batch, seed)[0].numpy()  # Trace and compile outside the timing.
+            before = benchmarking.matmul_peak_gflops(min_seconds=1.0)
+            seconds = benchmarking.time_call(
+                lambda step=step, batch=batch, seed=seed: step(batch, seed)[0].numpy(),
+                min_seconds=min_seconds,
+            )
+            nearby_peak = 0.5 * (before + benchmarking.matmul_peak_gflops(min_seconds=1.0))
+            gflops = flops / seconds / 1e9
+            benchmarking.report(
+                "train_step",
+                xla=int(jit),
+                rays=num_rays,
+                seconds=seconds,
+                samples_per_s=samples / seconds,
+                rays_per_s=num_rays / seconds,
+                gflops=gflops,
+                matmul_peak_gflops=peak_gflops,
+                ratio=gflops / peak_gflops,
+                nearby_peak_gflops=nearby_peak,
+                nearby_ratio=gflops / nearby_peak,
+            )
+
+
+def benchmark_render(peak_gflops: float, sizes=(64, 256), jit_options=(False, True)) -> None:
+    """Render latency of a default-size LOLNeRF per image size and XLA setting, one line each.
+
+    FLOPs are the forward third of `model.train_step_flops` (field matmuls, 2 per multiply-add).
+    Sizes after the first reuse the traced chunk function, so a large image is timed over one
+    call (a 256 x 256 default-size image takes minutes on a small CPU).
+    """
+    model_config = model_config_lib.ModelConfig()
+    model = model_lib.LOLNeRF(model_config)
+    model.build_all()
+    latent = tf.zeros([model_config.latent_dim])
+    for jit in jit_options:
+        renderer = image_renderer.ImageRenderer(model, jit_compile=jit)
+        for index, size in enumerate(sizes):
+            cam = camera.make_camera(
+                camera.default_intrinsics(size, size), camera.orbit_cameras(1, 4.0, (0, 0))[0]
+            )
+            seconds = benchmarking.time_call(
+                lambda r=renderer, c=cam, s=size: r(latent, c, s, s)["rgb"].numpy(),
+                min_seconds=2.0 if index == 0 else 0.0,
+                warmup=1 if index == 0 else 0,
+            )
+            rays = size * size
+            gflops = model_lib.train_step_flops(model, rays) / 3.0 / seconds / 1e9
+            benchmarking.report(
+                "render",
+                size=size,
+                xla=int(jit),
+                chunk_size=renderer.chunk_size,
+                seconds=seconds,
+                rays_per_s=rays / seconds,
+                gflops=gflops,
+                matmul_peak_gflops=peak_gflops,
+                ratio=gflops / peak_gflops,
+            )
+
+
+def write_benchmark_dataset(path: str, num_images: int, image_size: int) -> None:
+    """Writes `num_images` synthetic heads of `image_size` pixels (no eval views) to `path`."""
+    config = synthetic.SyntheticConfig(
+        num_objects=num_images, image_size=image_size, eval_views_per_object=0
+    )
+    with dataset_dir.DatasetWriter(path) as writer:
+        for record in synthetic.generate(config):
+            writer.write(record)
+        writer.metadata.update(synthetic.dataset_metadata(config))
+
+
+def train_step_rays_per_second(num_rays: int) -> float:
+    """Rays/s of one default LOLNeRF training step (no XLA)."""
+    model_config = model_config_lib.ModelConfig(num_latents=64)
+    model = model_lib.LOLNeRF(model_config)
+    model.build_all()
+    step = make_train_step(
+        model,
+        config_lib.LossConfig(),
+        keras.optimizers.Adam(5e-4),
+        latents.LazyAdam(1e-3),
+        jit_compile=False,
+    )
+    batch = synthetic_ray_batch(num_rays, model_config.num_latents)
+    seed = tf.constant([1, 2], tf.int32)
+    seconds = benchmarking.time_call(lambda: step(batch, seed)[0].numpy(), min_seconds=3.0)
+    return num_rays / seconds
+
+
+def benchmark_pipeline(peak_gflops: float) -> None:
+    """Prints the rays/s the training pipeline delivers (cached and streaming), the rays/s of one
+    default LOLNeRF training step and the ratio (target >= 5).
+
+    The data set: 256 synthetic heads at 64 x 64 in a temporary directory; the default
+    `RayBatchConfig` (32 images x 64 rays = 2048 rays per batch).
+    """
+    del peak_gflops  # input pipelines are bound by memory and the runtime, not matmul FLOPs
+    config = pipeline.RayBatchConfig()
+    num_rays = config.images_per_batch * config.rays_per_image
+    root = tempfile.mkdtemp(prefix="tfglo-bench-pipeline-")
+    try:
+        path = os.path.join(root, "data")
+        write_benchmark_dataset(path, num_images=256, image_size=64)
+        rates = {}
+        for cache in (True, False):
+            dataset = pipeline.train_dataset(path, dataclasses.replace(config, cache=cache))
+            rates[cache] = pipeline.measure_rays_per_second(dataset, num_rays)
+            benchmarking.report(
+                "pipeline",
+                cache=int(cache),
+                rays_per_batch=num_rays,
+                image_size=64,
+                rays_per_s=rates[cache],
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    step_rate = train_step_rays_per_second(num_rays)
+    benchmarking.report(
+        "pipeline_vs_train_step",
+        rays_per_batch=num_rays,
+        pipeline_rays_per_s=rates[True],
+        streaming_rays_per_s=rates[False],
+        train_step_rays_per_s=step_rate,
+        ratio=rates[True] / step_rate,
+        streaming_ratio=rates[False] / step_rate,
+        target_ratio=5,
+        meets_target=rates[True] / step_rate >= 5,
+    )
+
+
+def benchmark_serving(
+    peak_gflops: float,
+    model_config=None,
+    sizes=(64, 256),
+    batches=(1, 8),
+    chunk_size: int = 4096,
+    max_case_seconds: float = 180.0,
+) -> list[str]:
+    """Render latency and peak memory of the exported `render` signature.
+
+    Exports a freshly initialised LOLNeRF (`model_config`, default `ModelConfig()`: the paper's
+    8 x 256 foreground, 64 + 64 samples; the weights do not change the cost) and measures each
+    (size, batch) case in a fresh subprocess, so each peak RSS is that case's alone. Cases run
+    from the cheapest; a case whose predicted time (from the rays/s measured so far) exceeds
+    `max_case_seconds` is reported as skipped (256 x 256 x 8 takes ~20 minutes on 2 CPU cores).
+
+    Prints one `serving` line per case: latency_ms, rays_per_s, forward GFLOP/s of the fields
+    (as `benchmark_render`) and its ratio to the matmul peak, peak_rss_mb (after rendering) and
+    base_rss_mb (after loading the export and a warm-up call on a 4 x 4 image).
+    """
+    model_config = model_config or model_config_lib.ModelConfig()
+    model = model_lib.LOLNeRF(model_config)
+    model.build_all()
+    # Forward FLOPs per ray: the forward third of a training step's (as benchmark_render).
+    flops_per_ray = model_lib.train_step_flops(model, 1) / 3.0
+    cases = sorted(
+        ((size, batch) for size in sizes for batch in batches), key=lambda c: c[0] ** 2 * c[1]
+    )
+    lines = []
+    best_rays_per_s = None
+    with tempfile.TemporaryDirectory() as tmp:
+        export_dir = pathlib.Path(tmp) / "1"
+        serving.export_model(model, export_dir, serving.ExportConfig(chunk_size=chunk_size))
+        for size, batch in cases:
+            rays = batch * size * size
+            if best_rays_per_s and rays / best_rays_per_s > max_case_seconds:
+                lines.append(
+                    benchmarking.report(
+                        "serving",
+                        size=size,
+                        batch=batch,
+                        skipped=f"predicted_{rays / best_rays_per_s:.0f}s>{max_case_seconds:g}s",
+                    )
+                )
+                continue
+            repeats = 3 if rays <= 8192 else 1
+            result = serving.measure_render(export_dir, size, batch, repeats=repeats)
+            rays_per_s = rays / result["seconds"]
+            best_rays_per_s = max(best_rays_per_s or 0.0, rays_per_s)
+            gflops = rays_per_s * flops_per_ray / 1e9
+            lines.append(
+                benchmarking.report(
+                    "serving",
+                    size=size,
+                    batch=batch,
+                    chunk=chunk_size,
+                    latency_ms=1e3 * result["seconds"],
+                    warmup_ms=1e3 * result["warmup_s"],
+                    rays_per_s=rays_per_s,
+                    gflops=gflops,
+                    ratio=gflops / peak_gflops,
+                    peak_rss_mb=result["peak_rss_kb"] / 1024.0,
+                    base_rss_mb=result["load_rss_kb"] / 1024.0,
+                )
+            )
+    return lines

@@ -1,0 +1,137 @@
+"""LOLNeRF as a model family of the engine (`tfglo.engine.family.ModelFamily`).
+
+Config sections: "model" (`lolnerf.config.ModelConfig`), "loss" (`nerf.config.LossConfig`),
+"train" (`engine.trainer.TrainConfig`), "data" (`data.pipeline.RayBatchConfig`). Variable
+groups: "network" (the fields' weights, Adam) and "latent" (the latent table, `latents.LazyAdam`
+or Adam per `TrainConfig.latent_optimizer`), each with its own learning rate and the shared
+exponential decay; checkpoints therefore hold `network_optimizer` and `latent_optimizer`, as they
+always have. Loss: `nerf.losses.total_loss` (colour MSE + mask + hard surface) on random ray
+batches of the dataset directory (`data.pipeline.train_dataset`). Serving: `lolnerf.serving`.
+
+`FAMILY` is the instance `tfglo.MODEL_FAMILIES["lolnerf"]` names; `lolnerf_trainer` builds a
+`Trainer` from the four config objects.
+"""
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import tensorflow as tf
+
+from tfglo.data import pipeline
+from tfglo.engine import family as family_lib
+from tfglo.engine import trainer as trainer_lib
+from tfglo.lolnerf import config as model_config_lib
+from tfglo.lolnerf import latents, serving, summaries
+from tfglo.lolnerf import model as model_lib
+from tfglo.nerf import config as config_lib
+from tfglo.nerf import losses
+
+
+class LOLNeRFFamily(family_lib.ModelFamily):
+    """LOLNeRF: a latent table and conditioned fields, trained by GLO (module docstring)."""
+
+    name = "lolnerf"
+    sections = {
+        "model": model_config_lib.ModelConfig,
+        "loss": config_lib.LossConfig,
+        "train": trainer_lib.TrainConfig,
+        "data": pipeline.RayBatchConfig,
+    }
+    checkpoint_sections = ("model",)
+
+    def build_model(self, configs) -> model_lib.LOLNeRF:
+        model = model_lib.LOLNeRF(configs["model"])
+        model.build_all()
+        return model
+
+    def variable_groups(self, model, configs) -> dict[str, family_lib.VariableGroup]:
+        train = configs["train"]
+        adam = {
+            "beta_1": train.adam_beta1,
+            "beta_2": train.adam_beta2,
+            "epsilon": train.adam_epsilon,
+        }
+
+        def settings(learning_rate, optimizer=None):
+            return family_lib.OptimizerSettings(
+                learning_rate, train.decay_rate, train.decay_steps, optimizer, adam
+            )
+
+        latent_optimizer = latents.LazyAdam if train.latent_optimizer == "lazy_adam" else None
+        return {
+            "network": family_lib.VariableGroup(
+                model.network_variables, settings(train.network_learning_rate)
+            ),
+            "latent": family_lib.VariableGroup(
+                model.latent_variables, settings(train.latent_learning_rate, latent_optimizer)
+            ),
+        }
+
+    def train_loss(self, model, batch, configs, seed):
+        render = model(batch, training=True, seed=seed)
+        loss, terms = losses.total_loss(render, batch, configs["loss"])
+        return loss, terms, render
+
+    def num_rays(self, batch):
+        return tf.shape(batch["rgb"])[0]
+
+    def dataset_fn(self, configs, dataset):
+        data_config = configs["data"]
+
+        def dataset_fn(context, start_step):
+            return pipeline.train_dataset(dataset, data_config, context, start_step=start_step)
+
+        return dataset_fn
+
+    def image_summaries(self, configs, dataset):
+        train = configs["train"]
+        if not (train.image_summary_every and train.summary_images) or dataset is None:
+            return None
+        return summaries.LOLNeRFImageSummaries(
+            dataset,
+            train.summary_images,
+            train.summary_novel_views,
+            train.summary_yaw,
+            configs["model"].render.scene_radius,
+        )
+
+    def check_dataset(self, configs, dataset_metadata: Mapping[str, Any]) -> None:
+        num_latents = int(dataset_metadata.get("num_latents") or 0)
+        rows = configs["model"].num_latents
+        if rows < num_latents:
+            raise ValueError(
+                f"the latent table has {rows} rows, the dataset {num_latents} latent ids"
+            )
+
+    def serving_module(self, model, configs, export_config) -> serving.ServingModule:
+        return serving.serving_module(model, export_config)
+
+
+FAMILY = LOLNeRFFamily()
+
+
+def lolnerf_trainer(
+    dataset_path: os.PathLike | str,
+    run_dir: os.PathLike | str,
+    model_config: model_config_lib.ModelConfig,
+    loss_config: config_lib.LossConfig,
+    train_config: trainer_lib.TrainConfig,
+    data_config: pipeline.RayBatchConfig,
+    strategy: tf.distribute.Strategy | None = None,
+    log: Callable[[str], None] = trainer_lib.print_line,
+) -> trainer_lib.Trainer:
+    """A `Trainer` for LOLNeRF on a dataset directory (restores run_dir's newest checkpoint).
+
+    Args:
+      dataset_path: the training dataset directory (tfglo.prepare).
+      run_dir: the run directory.
+      model_config: num_latents must cover the dataset's latent ids.
+      loss_config, train_config: the loss weights; the optimisation and run settings.
+      data_config: the global batch: images_per_batch x rays_per_image.
+      strategy: default `make_strategy(train_config.strategy, train_config.tpu)`.
+      log: receives console lines.
+    """
+    configs = {"model": model_config, "loss": loss_config, "train": train_config}
+    configs["data"] = data_config
+    return trainer_lib.Trainer(FAMILY, configs, run_dir, dataset_path, strategy=strategy, log=log)
