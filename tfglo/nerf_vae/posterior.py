@@ -94,17 +94,20 @@ def combine(
     if include_prior and method != "product":
         raise ValueError("include_prior is for method='product' (the prior is one more expert)")
     mean, log_variance, mask = _check(mean, log_variance, mask)
-    weights = tf.cast(mask, tf.float32)[..., None]  # [..., V, 1]
-    count = tf.reduce_sum(weights, -2)  # [..., 1]
+    valid = mask[..., None]  # [..., V, 1]
+    # Invalid views are replaced, not multiplied by 0: padding may hold anything, even NaN.
+    mean = tf.where(valid, mean, 0.0)
+    log_variance = tf.where(valid, log_variance, 0.0)
+    count = tf.reduce_sum(tf.cast(valid, tf.float32), -2)  # [..., 1]
     any_view = count > 0.0
     if method == "average":
-        combined_mean = tf.math.divide_no_nan(tf.reduce_sum(weights * mean, -2), count)
-        combined_lv = tf.math.divide_no_nan(tf.reduce_sum(weights * log_variance, -2), count)
+        combined_mean = tf.math.divide_no_nan(tf.reduce_sum(mean, -2), count)
+        combined_lv = tf.math.divide_no_nan(tf.reduce_sum(log_variance, -2), count)
         # No view: divide_no_nan gives 0 and 0, the prior's parameters.
         return Gaussian(combined_mean, combined_lv)
     # Product of experts in log space: log precision = logsumexp_v(-lv_v) over valid views (and
     # the prior's 0); the mean weights are the views' shares of the precision (a softmax).
-    log_precisions = tf.where(mask[..., None], -log_variance, _LOG_ZERO)
+    log_precisions = tf.where(valid, -log_variance, _LOG_ZERO)
     means = mean
     if include_prior:
         prior_shape = tf.concat([tf.shape(mean)[:-2], [1], tf.shape(mean)[-1:]], 0)
