@@ -9,9 +9,10 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import evaluate, prepare
+from tfglo import prepare
 from tfglo.data import dataset_dir, pipeline, synthetic
 from tfglo.data.synthetic import cameras, cars, heads, primitives, shapes
+from tfglo.engine import evaluation as evaluate
 from tfglo.geometry import camera
 
 SIZE = 24
