@@ -17,10 +17,9 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import export as export_app
 from tfglo.engine import family as family_lib
 from tfglo.engine import run_dir as run_dir_lib
-from tfglo.engine import serving, trainer
+from tfglo.engine import run_export, serving, trainer
 
 FAMILY_NAME = "test_ray_colour"
 BATCH = 32
@@ -258,14 +257,15 @@ def test_second_family_trains_checkpoints_resumes_and_loads(family, tmp_path):
         np.testing.assert_array_equal(b, a)
 
 
-def test_second_family_exports_through_the_export_app_code(family, tmp_path):
+def test_second_family_exports_through_the_engine_export(family, tmp_path):
     configs = _configs(num_steps=2, checkpoint_every=2, image_summary_every=0)
     t = _new_run(tmp_path / "run", family, configs)
     t.train()
-    target = export_app.export_run(tmp_path / "run", tmp_path / "models", warmup_image_size=4)
+    target = run_export.export_run(tmp_path / "run", tmp_path / "models", warmup_image_size=4)
     assert target == tmp_path / "models" / "tfglo" / "1"
     info = json.loads((target / serving.ASSETS_EXTRA / serving.METADATA_FILE).read_text())
     assert info["latent_dim"] == LATENT_DIM and info["step"] == 2
+    assert info["model"] == FAMILY_NAME  # the export names its family
     assert sorted(info["signatures"]) == ["orbit_cameras", "render", "serving_default"]
     assert info["model_config"] == dataclasses.asdict(configs["model"])
     assert (target / serving.ASSETS_EXTRA / serving.WARMUP_FILE).is_file()

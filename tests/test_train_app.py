@@ -57,6 +57,12 @@ def dataset(tmp_path_factory):
     return path
 
 
+def _build_configs(values, metadata):
+    """(model, loss, train, data) as the app builds them for LOLNeRF (its default --model)."""
+    built = train_app.FAMILIES[values["model"]].configs_from_flags(values, metadata)
+    return built["model"], built["loss"], built["train"], built["data"]
+
+
 def _smoke_configs(dataset_path, **overrides):
     """Configs as the app builds them from flags/smoke.cfg (+ overrides)."""
     argv = ["train", f"--flagfile={SMOKE}"] + [f"--{k}={v}" for k, v in overrides.items()]
@@ -64,7 +70,7 @@ def _smoke_configs(dataset_path, **overrides):
         train_app.FLAGS(argv)
         values = train_app.flag_values()
         train_app.FLAGS.unparse_flags()
-    return train_app.build_configs(values, dataset_dir.read_metadata(dataset_path)), values
+    return _build_configs(values, dataset_dir.read_metadata(dataset_path)), values
 
 
 def _probe_batch():
@@ -103,7 +109,7 @@ class FlagsTest(parameterized.TestCase):
             train_app.FLAGS.unparse_flags()
         # The in-process reader agrees with absl's parser.
         self.assertEqual(train_app.flagfile_values(path), values)
-        model, loss, train, data = train_app.build_configs(values, {"num_latents": 10})
+        model, loss, train, data = _build_configs(values, {"num_latents": 10})
         self.assertEqual(model.num_latents, 10)
         if name in ("celeba_hq", "ffhq", "afhq"):
             # The paper's setting: 8 x 256 foreground, ~64 + 64 samples, both priors on.
@@ -115,7 +121,7 @@ class FlagsTest(parameterized.TestCase):
     def test_num_latents_smaller_than_the_dataset_is_rejected(self):
         values = dict(train_app.flag_values(), num_latents=2)
         with pytest.raises(ValueError, match="smaller than the dataset's 5"):
-            train_app.build_configs(values, {"num_latents": 5})
+            _build_configs(values, {"num_latents": 5})
 
 
 def test_flagfile_values_overrides_and_errors(tmp_path):

@@ -190,8 +190,9 @@ class FitResult:
         }
 
 
-_LOSSES = ("linear", "soft_l1", "huber")
-_SOLVERS = ("schur", "scipy")
+# The accepted values of `CameraFitConfig.loss` / `outlier_loss` and of `solver`.
+LOSSES = ("linear", "soft_l1", "huber")
+SOLVERS = ("schur", "scipy")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -884,10 +885,10 @@ def fit_cameras(points_2d, intrinsics, config: CameraFitConfig | None = None) ->
     """
     config = config or CameraFitConfig()
     for loss in (config.loss, config.outlier_loss):
-        if loss not in _LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose from {_LOSSES}")
-    if config.solver not in _SOLVERS:
-        raise ValueError(f"unknown solver {config.solver!r}; choose from {_SOLVERS}")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose from {LOSSES}")
+    if config.solver not in SOLVERS:
+        raise ValueError(f"unknown solver {config.solver!r}; choose from {SOLVERS}")
     points_2d = np.asarray(points_2d, np.float64)
     if points_2d.ndim != 3 or points_2d.shape[-1] != 2:
         raise ValueError(f"points_2d must be [M, K, 2], got {points_2d.shape}")
