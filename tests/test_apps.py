@@ -207,6 +207,53 @@ def test_apps_are_flags_and_a_main(app):
     assert not problems, f"tfglo/{app}.py: {problems}"
 
 
+def quiet_start_violations(source: str) -> list[str]:
+    """An app that imports library code (and so TensorFlow) must quiet TensorFlow's start-up
+    lines first: `from tfglo.utils import tf_logs` and `tf_logs.quiet_start()` before any other
+    import (`tfglo.utils.tf_logs`; the environment must be set before TensorFlow loads)."""
+    body = [n for n in ast.parse(source).body if not _is_docstring(n)]
+    imports = [n for n in ast.walk(ast.Module(body=body, type_ignores=[])) if _imports(n)]
+    if not any(m.startswith("tfglo.") and m != "tfglo.utils.tf_logs" for n in imports
+               for m in _imports(n)):  # fmt: skip
+        return []  # e.g. the demo: it runs the other apps in their own processes
+    first = [ast.unparse(n) for n in body[:2]]
+    if first != ["from tfglo.utils import tf_logs", "tf_logs.quiet_start()"]:
+        return [f"starts with {first}, not the tf_logs.quiet_start() call"]
+    return []
+
+
+def _is_docstring(node) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+
+
+def _imports(node) -> list[str]:
+    if isinstance(node, ast.ImportFrom) and node.module:
+        return [f"{node.module}.{a.name}" for a in node.names]
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    return []
+
+
+@parameterized.parameters(
+    ('"""Doc."""\nimport os\n', []),
+    ('"""Doc."""\nfrom tfglo.utils import tf_logs\n\ntf_logs.quiet_start()\n'
+     "from tfglo.data import records\n", []),
+    ("from tfglo.data import records\n",
+     ["starts with ['from tfglo.data import records'], not the tf_logs.quiet_start() call"]),
+    ("import os\nfrom tfglo.utils import tf_logs\ntf_logs.quiet_start()\nimport tfglo.train\n",
+     ["starts with ['import os', 'from tfglo.utils import tf_logs'], not the "
+      "tf_logs.quiet_start() call"]),
+)  # fmt: skip
+def test_quiet_start_checker(source, problems):
+    assert quiet_start_violations(source) == problems
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_apps_quiet_tensorflow_before_importing_it(app):
+    problems = quiet_start_violations((ROOT / "tfglo" / f"{app}.py").read_text())
+    assert not problems, f"tfglo/{app}.py: {problems}"
+
+
 def test_the_allowances_are_still_needed():
     for app in NOT_THIN_YET:
         assert app_violations((ROOT / "tfglo" / f"{app}.py").read_text(), app), (

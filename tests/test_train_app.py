@@ -15,11 +15,13 @@ import time
 
 import numpy as np
 import pytest
+from absl import flags
 from absl.testing import flagsaver, parameterized
 
 from tfglo import train as train_app
 from tfglo.data import dataset_dir
 from tfglo.data.synthetic import heads as synthetic
+from tfglo.engine import family as family_lib
 from tfglo.engine import run_dir as run_dir_lib
 from tfglo.lolnerf import config as model_config_lib
 from tfglo.lolnerf import family as lolnerf_family
@@ -118,6 +120,20 @@ class FlagsTest(parameterized.TestCase):
             self.assertGreater(loss.mask_weight, 0)
             self.assertGreater(loss.hard_surface_weight, 0)
 
+    def test_model_flag_names_the_registered_families(self):
+        flag = train_app.FLAG_SPEC.flags["model"]
+        self.assertEqual(flag.default, "lolnerf")
+        self.assertEqual(set(flag.enum_values), set(family_lib.family_names()))
+        self.assertEqual(set(train_app.FAMILIES), set(flag.enum_values))
+        with flagsaver.flagsaver():
+            with pytest.raises(flags.IllegalFlagValueError):
+                train_app.FLAGS(["train", "--model=nerf"])
+            train_app.FLAGS.unparse_flags()
+        # Every LOLNeRF flag is a flag of the app, and config.json's flags are its and the app's.
+        names = train_app.FLAG_SPEC.names_of("lolnerf")
+        self.assertEqual(names[:3], ["model", "dataset", "run_dir"])
+        self.assertLessEqual(set(lolnerf_family.FLAG_SPEC.names), set(names))
+
     def test_num_latents_smaller_than_the_dataset_is_rejected(self):
         values = dict(train_app.flag_values(), num_latents=2)
         with pytest.raises(ValueError, match="smaller than the dataset's 5"):
@@ -151,6 +167,10 @@ def test_app_trains_writes_config_and_resumes(dataset, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "step 4/4" in proc.stdout and "rays/s" in proc.stdout and "psnr" in proc.stdout
+    # The start line names the family and the images it trains on and holds out.
+    assert f"training LOLNeRF on {dataset} (3 training images, 3 held out) for 4 steps" in (
+        proc.stdout
+    )
     values = json.loads((run / "config.json").read_text())
     assert values["model"] == "lolnerf" and values["version"] == run_dir_lib.CONFIG_VERSION
     assert values["configs"]["train"]["num_steps"] == 4  # the command line beat the flagfile
@@ -158,7 +178,8 @@ def test_app_trains_writes_config_and_resumes(dataset, tmp_path):
     assert values["configs"]["model"]["num_latents"] == 3  # from dataset.json
     assert values["dataset_metadata"]["num_latents"] == 3
     assert "images" not in values["dataset_metadata"]
-    assert values["flags"]["num_steps"] == 4
+    assert values["flags"]["num_steps"] == 4 and values["flags"]["model"] == "lolnerf"
+    assert list(values["flags"]) == train_app.FLAG_SPEC.names_of("lolnerf")  # its flags only
     assert values["dataset_dir"] == str(dataset)
     assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == [
         "ckpt-2.index",

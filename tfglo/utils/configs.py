@@ -414,11 +414,13 @@ class FlagSet(FlagTable):
     the one chosen at run time (`names_of` / `values_of` select its flags).
 
     A name two alternatives share is one flag when it means the same in both: the same kind,
-    default, choices, list element and length, and help text (the fields it sets may differ,
-    e.g. one family's train config subclasses the other's). Otherwise it is an error naming both,
-    unless the app states the common meaning in `shared_help` (e.g. the synthetic classes'
-    `--train_views`, whose docstrings each speak of their own objects); kind, default and
-    choices must agree all the same.
+    default, choices, list element and length, and the same meaning: a config field in common
+    (both families' `--seed` set `TrainConfig.seed`, one's also its data config's seed), or the
+    same help text, or one's containing the other's (a subclass's field documented as its base
+    class's). Otherwise it is an error naming both, unless the app states the common meaning in
+    `shared_help` (e.g. the synthetic classes' `--train_views`, whose docstrings each speak of
+    their own objects); kind, default and choices must agree all the same. The merged flag
+    keeps the longer help text and lists every field it sets.
 
     Args:
       app: the app's name in messages, e.g. "tfglo.train".
@@ -476,10 +478,11 @@ class FlagSet(FlagTable):
                 ("choices", old.enum_values, flag.enum_values),
                 ("list element", old.element, flag.element),
                 ("list length", old.length, flag.length),
-                ("help", _meaning(old), _meaning(flag)),
             )
-            if a != b and not (what == "help" and flag.name in self._shared_help)
+            if a != b
         ]
+        if not (flag.name in self._shared_help or _same_meaning(old, flag)):
+            differences.append(f"help {_meaning(old)!r} vs {_meaning(flag)!r}")
         if differences:
             raise ValueError(
                 f"{self.app}: --{flag.name} means different things in {self.owners[flag.name]} "
@@ -487,7 +490,8 @@ class FlagSet(FlagTable):
                 "type, default and docstring line) or different flag names (FlagNames)"
             )
         fields = old.fields + tuple(f for f in flag.fields if f not in old.fields)
-        help_text = f"{_meaning(old)} ({', '.join(fields)})" if fields else old.help
+        meaning = max(_meaning(old), _meaning(flag), key=len)
+        help_text = f"{meaning} ({', '.join(fields)})" if fields else meaning
         self.flags[flag.name] = dataclasses.replace(old, fields=fields, help=help_text)
         self.owners[flag.name].append(key)
 
@@ -516,6 +520,12 @@ class FlagSet(FlagTable):
             if name not in mine and name in values and values[name] != flag.default:
                 where = f"--{self.selector}={key}" if self.selector else repr(key)
                 raise ValueError(f"--{name} does not apply to {where}")
+
+
+def _same_meaning(a: Flag, b: Flag) -> bool:
+    """A field in common, or one help text (without the fields) within the other."""
+    first, second = _meaning(a), _meaning(b)
+    return bool(set(a.fields) & set(b.fields)) or first in second or second in first
 
 
 def _meaning(flag: Flag) -> str:
