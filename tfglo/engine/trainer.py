@@ -6,7 +6,7 @@ learning rate and schedule: LOLNeRF has "network" and "latent", the latent table
 a sparse `tf.IndexedSlices`), computes each batch's loss terms, and provides the per-replica
 dataset and the image summaries. The trainer owns the rest: the strategy, one optimiser per
 group, a step counter, a `tf.train.CheckpointManager` and the TensorBoard writers. It names no
-family; `python -m tfglo.train` builds it for LOLNeRF (`tfglo.lolnerf.family`).
+family; `python -m tfglo.train` builds it for the family `--model` names (`tfglo.engine.launch`).
 
 Distribution. Everything with state (model, optimisers, step) is created inside
 `strategy.scope()` and fully built *before* the first `tf.function` runs: Keras 3 creates optimiser

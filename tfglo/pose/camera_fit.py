@@ -30,7 +30,8 @@ The unknowns are K canonical 3D points shared by all M images and one rigid pose
    without them. These rounds use a robust loss (soft L1) so that a bad image cannot spread its
    error over the others; the inliers are then refined with plain least squares.
 
-Cameras are OpenCV world-to-camera [R | t] as in `tfglo.camera` (+x right, +y down, +z forward).
+Cameras are OpenCV world-to-camera [R | t] as in `tfglo.geometry.camera` (+x right, +y down,
++z forward).
 Pure numpy/scipy: no TensorFlow import.
 """
 
