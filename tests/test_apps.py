@@ -73,8 +73,9 @@ class TrainFlagsTest(parameterized.TestCase):
             self.assertEqual(train_app.flagfile_values(ROOT / flagfile[0]), values)
         defaults = {name: flag.default for name, flag in train_app.FLAG_SPEC.flags.items()}
         _assert_matches(_json(values), snapshot["flags"], defaults, f"{case} flags")
-        model, loss, train, data = train_app.build_configs(values, snapshot["metadata"])
-        got = {"model": model, "loss": loss, "train": train, "data": data}
+        family = train_app.FAMILIES[values["model"]]
+        got = family.configs_from_flags(values, snapshot["metadata"])
+        assert sorted(got) == sorted(snapshot["configs"]), case
         for key, config in got.items():
             default = configs.to_dict(type(config)())
             _assert_matches(
@@ -149,21 +150,9 @@ APP_FUNCTIONS = {"main", "run", "define_flags"}
 # A helper beside them (flag values -> a config, a signal handler) is this many lines at most.
 MAX_HELPER_LINES = 15
 # Apps not thin yet, and why; an entry goes when its library code has moved out.
-NOT_THIN_YET = {
-    "prepare": (
-        "other work adds prepare's flags now; still to move: synthetic_source, "
-        "transforms_source, images_source (record sources -> tfglo/data/), Summary and "
-        "write_dataset (-> a tfglo/data/ library module)"
-    ),
-    "export": (
-        "being rewritten on the model-family branch: export_run (and export_config) move to the "
-        "library, and `render.default_view` becomes `tfglo.engine.views.default_view`"
-    ),
-}
+NOT_THIN_YET: dict[str, str] = {}
 # Single library functions still in an otherwise thin app.
-LEFTOVER_FUNCTIONS = {
-    ("train", "train"): "being rewritten on the model-family branch; moves to the engine then",
-}
+LEFTOVER_FUNCTIONS: dict[tuple[str, str], str] = {}
 
 
 def app_violations(source: str, app: str = "app") -> list[str]:
@@ -215,6 +204,53 @@ def test_apps_are_flags_and_a_main(app):
     if app in NOT_THIN_YET:
         pytest.skip(f"tfglo/{app}.py is not thin yet: {NOT_THIN_YET[app]}")
     problems = app_violations((ROOT / "tfglo" / f"{app}.py").read_text(), app)
+    assert not problems, f"tfglo/{app}.py: {problems}"
+
+
+def quiet_start_violations(source: str) -> list[str]:
+    """An app that imports library code (and so TensorFlow) must quiet TensorFlow's start-up
+    lines first: `from tfglo.utils import tf_logs` and `tf_logs.quiet_start()` before any other
+    import (`tfglo.utils.tf_logs`; the environment must be set before TensorFlow loads)."""
+    body = [n for n in ast.parse(source).body if not _is_docstring(n)]
+    imports = [n for n in ast.walk(ast.Module(body=body, type_ignores=[])) if _imports(n)]
+    if not any(m.startswith("tfglo.") and m != "tfglo.utils.tf_logs" for n in imports
+               for m in _imports(n)):  # fmt: skip
+        return []  # e.g. the demo: it runs the other apps in their own processes
+    first = [ast.unparse(n) for n in body[:2]]
+    if first != ["from tfglo.utils import tf_logs", "tf_logs.quiet_start()"]:
+        return [f"starts with {first}, not the tf_logs.quiet_start() call"]
+    return []
+
+
+def _is_docstring(node) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+
+
+def _imports(node) -> list[str]:
+    if isinstance(node, ast.ImportFrom) and node.module:
+        return [f"{node.module}.{a.name}" for a in node.names]
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    return []
+
+
+@parameterized.parameters(
+    ('"""Doc."""\nimport os\n', []),
+    ('"""Doc."""\nfrom tfglo.utils import tf_logs\n\ntf_logs.quiet_start()\n'
+     "from tfglo.data import records\n", []),
+    ("from tfglo.data import records\n",
+     ["starts with ['from tfglo.data import records'], not the tf_logs.quiet_start() call"]),
+    ("import os\nfrom tfglo.utils import tf_logs\ntf_logs.quiet_start()\nimport tfglo.train\n",
+     ["starts with ['import os', 'from tfglo.utils import tf_logs'], not the "
+      "tf_logs.quiet_start() call"]),
+)  # fmt: skip
+def test_quiet_start_checker(source, problems):
+    assert quiet_start_violations(source) == problems
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_apps_quiet_tensorflow_before_importing_it(app):
+    problems = quiet_start_violations((ROOT / "tfglo" / f"{app}.py").read_text())
     assert not problems, f"tfglo/{app}.py: {problems}"
 
 

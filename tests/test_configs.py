@@ -277,6 +277,137 @@ class DerivedFlagsTest(parameterized.TestCase):
         self.assertEqual(flag_values.get_key_flags_for_module(configs.__name__), [])
 
 
+@dataclasses.dataclass(frozen=True)
+class Alike:
+    """Another alternative: the same seed and rate as Outer's, its own depth.
+
+    Attributes:
+      seed: seeds everything.
+      rate: learning rate at step 0.
+      depth: its own setting.
+    """
+
+    seed: int = 0
+    rate: float = 0.5
+    depth: int = 7
+
+
+def _set(**alike_kwargs):
+    """A FlagSet of `_spec()` ("outer") and an Alike config ("alike")."""
+    alike = configs.ConfigFlags("alike", {"alike": Alike}, **alike_kwargs)
+    extra = (configs.Flag("which", "enum", "outer", "The alternative.", ("outer", "alike")),)
+    return configs.FlagSet(
+        "test", {"outer": _spec(), "alike": alike}, extra=extra, selector="which"
+    )
+
+
+class FlagSetTest(parameterized.TestCase):
+    def test_shared_names_are_one_flag_and_each_alternative_builds_its_own(self):
+        flag_set = _set()
+        self.assertEqual(flag_set.names.count("seed"), 1)
+        self.assertEqual(flag_set.flags["seed"].fields, ("Outer.seed", "Alike.seed"))
+        self.assertEqual(flag_set.owners["seed"], ["outer", "alike"])
+        self.assertEqual(flag_set.owners["depth"], ["alike"])
+        values = _parse(flag_set, "--which=alike", "--seed=4", "--depth=2")
+        self.assertIn("depth", flag_set.names_of("alike"))
+        self.assertNotIn("depth", flag_set.names_of("outer"))
+        self.assertNotIn("in_width", flag_set.values_of("alike", values))
+        self.assertEqual(flag_set.values_of("alike", values)["which"], "alike")
+        built = flag_set.alternatives["alike"].build(values)["alike"]
+        self.assertEqual(built, Alike(seed=4, rate=0.5, depth=2))
+        self.assertEqual(flag_set.alternatives["outer"].build(values)["outer"].seed, 4)
+
+    @parameterized.named_parameters(
+        ("default", {"seed": 1}, "default 0 vs 1"),
+        ("kind", {"seed": 0.0}, "kind 'integer' vs 'float'"),
+        ("help", {"doc": "seeds the data only."}, "help"),
+    )
+    def test_a_shared_name_with_another_meaning_is_an_error(self, change, message):
+        doc = change.pop("doc", "seeds everything.")
+        seed = change.get("seed", 0)
+        cls = dataclasses.make_dataclass("Seeded", [("seed", type(seed), seed)])
+        cls.__doc__ = f"Seeded.\n\n    Attributes:\n      seed: {doc}\n"
+        with pytest.raises(ValueError, match=f"--seed means different things .*{message}"):
+            configs.FlagSet(
+                "test", {"outer": _spec(), "seeded": configs.ConfigFlags("s", {"s": cls})}
+            )
+
+    def test_a_common_field_or_a_contained_help_is_the_same_meaning(self):
+        # Outer's and Other's seed share a flag within one alternative; Alike's seed says less.
+        both = _spec(configs={"outer": Outer, "other": Other}, shared=("seed",))
+        flag_set = configs.FlagSet(
+            "test", {"both": both, "alike": configs.ConfigFlags("a", {"a": Alike})}
+        )
+        self.assertEqual(
+            flag_set.flags["seed"].help,
+            "Seeds everything. Seeds the data. (Outer.seed, Other.seed, Alike.seed)",
+        )
+        # The same field under another help prefix: one meaning.
+        prefixed = _spec(app="p", help_prefix="p: ")
+        configs.FlagSet("test", {"outer": _spec(), "p": prefixed})
+
+    def test_shared_help_states_the_common_meaning(self):
+        cls = dataclasses.make_dataclass("Seeded", [("seed", int, 0)])
+        alternatives = {"outer": _spec(), "seeded": configs.ConfigFlags("s", {"s": cls})}
+        flag_set = configs.FlagSet("test", alternatives, shared_help={"seed": "The seed."})
+        self.assertEqual(flag_set.flags["seed"].help, "The seed. (Outer.seed, Seeded.seed)")
+        with pytest.raises(ValueError, match="shared_help names no flag 'sed'"):
+            configs.FlagSet("test", alternatives, shared_help={"seed": "x", "sed": "y"})
+
+    def test_an_alternative_may_not_take_an_app_flag(self):
+        extra = (configs.Flag("depth", "integer", 7, "The app's own."),)
+        alike = configs.ConfigFlags("alike", {"alike": Alike})
+        with pytest.raises(ValueError, match="--depth of alike clashes with the app's own flag"):
+            configs.FlagSet("test", {"alike": alike}, extra=extra)
+
+    def test_flags_of_another_alternative_are_refused_when_set(self):
+        flag_set = _set()
+        values = _parse(flag_set, "--which=outer", "--seed=3", "--in_width=5")
+        flag_set.check_unused("outer", values)  # shared and own flags: fine
+        flag_set.check_unused("alike", _parse(flag_set, "--which=alike", "--seed=3"))
+        with pytest.raises(ValueError, match="^--in_width does not apply to --which=alike$"):
+            flag_set.check_unused("alike", values)
+
+    def test_flagfile_values_cover_every_alternative(self):
+        flag_set = _set()
+        self.assertEqual(flag_set.flagfile_values(), _parse(flag_set))
+        with pytest.raises(ValueError, match="unknown test flag 'nope'"):
+            flag_set.flagfile_values(None, nope=1)
+
+
+class BuildConfigTest(parameterized.TestCase):
+    def test_fields_without_flags_and_the_class_naming(self):
+        @dataclasses.dataclass(frozen=True)
+        class Named:
+            """Named.
+
+            Attributes:
+              path: required, set by the app.
+              decay: a decay.
+            """
+
+            path: str
+            decay: float = 0.5
+            FLAG_NAMES: typing.ClassVar = configs.FlagNames(names={"decay": "lr_decay"})
+
+        spec = configs.ConfigFlags(
+            "t", {"n": Named}, {Named: configs.FlagNames(skip=("path",))}, help_prefix="n: "
+        )
+        # An explicit naming wins over the class's FLAG_NAMES.
+        self.assertEqual(spec.names, ["decay"])
+        self.assertEqual(spec.flags["decay"].help, "n: A decay. (Named.decay)")
+        self.assertEqual(spec.build_config("n", {"decay": 0.25}, path="p"), Named("p", 0.25))
+        # Without one, the class's naming applies (a required field still needs a skip).
+        with pytest.raises(TypeError, match="Named.path has no default"):
+            configs.ConfigFlags("t", {"n": Named})
+        Defaulted = dataclasses.make_dataclass(
+            "Defaulted", [("path", str, "x")], bases=(Named,), frozen=True
+        )
+        spec = configs.ConfigFlags("t", {"d": Defaulted})
+        self.assertEqual(sorted(spec.names), ["lr_decay", "path"])
+        self.assertEqual(spec.build({"lr_decay": 0.125, "path": "q"})["d"].decay, 0.125)
+
+
 class FlagfileValuesTest(parameterized.TestCase):
     def _file(self, name, text):
         tmp = tempfile.TemporaryDirectory()

@@ -17,10 +17,9 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import export as export_app
 from tfglo.engine import family as family_lib
 from tfglo.engine import run_dir as run_dir_lib
-from tfglo.engine import serving, trainer
+from tfglo.engine import run_export, serving, trainer
 
 FAMILY_NAME = "test_ray_colour"
 BATCH = 32
@@ -258,14 +257,15 @@ def test_second_family_trains_checkpoints_resumes_and_loads(family, tmp_path):
         np.testing.assert_array_equal(b, a)
 
 
-def test_second_family_exports_through_the_export_app_code(family, tmp_path):
+def test_second_family_exports_through_the_engine_export(family, tmp_path):
     configs = _configs(num_steps=2, checkpoint_every=2, image_summary_every=0)
     t = _new_run(tmp_path / "run", family, configs)
     t.train()
-    target = export_app.export_run(tmp_path / "run", tmp_path / "models", warmup_image_size=4)
+    target = run_export.export_run(tmp_path / "run", tmp_path / "models", warmup_image_size=4)
     assert target == tmp_path / "models" / "tfglo" / "1"
     info = json.loads((target / serving.ASSETS_EXTRA / serving.METADATA_FILE).read_text())
     assert info["latent_dim"] == LATENT_DIM and info["step"] == 2
+    assert info["model"] == FAMILY_NAME  # the export names its family
     assert sorted(info["signatures"]) == ["orbit_cameras", "render", "serving_default"]
     assert info["model_config"] == dataclasses.asdict(configs["model"])
     assert (target / serving.ASSETS_EXTRA / serving.WARMUP_FILE).is_file()
@@ -378,3 +378,66 @@ class InterfaceErrorsTest(parameterized.TestCase):
         with pytest.raises(NotImplementedError, match="'bare' has no evaluation"):
             bare.evaluate(None, None)
         self.assertIsNone(bare.image_summaries({}, None))
+
+
+def test_second_family_through_the_train_flags_and_launch(family, tmp_path):
+    """What `python -m tfglo.train --model=<family>` does, with the test family beside LOLNeRF:
+    one flag per shared training setting, the family's own flags, another family's flags
+    refused, its configs from flag values, and `engine.launch.train_run` on a dataset."""
+    from tfglo.data import dataset_dir
+    from tfglo.data.synthetic import heads
+    from tfglo.engine import launch
+    from tfglo.lolnerf import family as lolnerf_family
+    from tfglo.utils import configs as configs_lib
+
+    model_flag = configs_lib.Flag(
+        "model", "enum", "lolnerf", "The family.", enum_values=("lolnerf", FAMILY_NAME)
+    )
+    flag_set = configs_lib.FlagSet(
+        "tfglo.train",
+        {"lolnerf": lolnerf_family.FAMILY.flag_spec(), FAMILY_NAME: family.flag_spec()},
+        extra=(model_flag,),
+        selector="model",
+    )
+    for shared in ("num_steps", "seed", "lr_decay_rate", "strategy"):
+        assert flag_set.owners[shared] == ["lolnerf", FAMILY_NAME], shared
+    assert flag_set.owners["hidden"] == [FAMILY_NAME]
+    assert "TrainConfig.seed" in flag_set.flags["seed"].fields
+    values = flag_set.flagfile_values(
+        None,
+        model=FAMILY_NAME,
+        hidden=8,
+        num_steps=2,
+        checkpoint_every=2,
+        log_every=1,
+        image_summary_every=0,
+        strategy="one_device",
+    )
+    flag_set.check_unused(FAMILY_NAME, values)
+    with pytest.raises(ValueError, match=f"--fg_width does not apply to --model={FAMILY_NAME}"):
+        flag_set.check_unused(FAMILY_NAME, dict(values, fg_width=3))
+    configs = family.configs_from_flags(values, {})
+    assert configs["model"] == RayColourConfig(hidden=8)
+    assert (configs["train"].num_steps, configs["train"].strategy) == (2, "one_device")
+
+    dataset = tmp_path / "data"
+    config = heads.SyntheticConfig(num_objects=3, image_size=8, eval_views_per_object=2)
+    with dataset_dir.DatasetWriter(dataset) as writer:
+        writer.metadata.update(heads.dataset_metadata(config))
+        for record in heads.generate(config):
+            writer.write(record)
+    lines = []
+    used = flag_set.values_of(FAMILY_NAME, values)
+    result = launch.train_run(
+        FAMILY_NAME, configs, dataset, tmp_path / "run", used, log=lines.append
+    )
+    assert result.step == 2
+    start = [line for line in lines if line.startswith("training ")]
+    assert start and start[0].startswith(
+        f"training {FAMILY_NAME} on {dataset} (3 training images, 6 held out) for 2 steps: 1 "
+        "replica(s)"
+    ), lines
+    written = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert written["model"] == FAMILY_NAME and written["flags"]["hidden"] == 8
+    assert "fg_width" not in written["flags"] and written["flags"]["model"] == FAMILY_NAME
+    assert run_dir_lib.load_run(tmp_path / "run").configs == configs

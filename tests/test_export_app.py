@@ -67,7 +67,7 @@ def test_app_exports_the_next_free_version_and_prints_the_serving_command(run, t
     assert command in result.stdout
     assert "target=/models/tfglo -e MODEL_NAME=tfglo -t tensorflow/serving" in command
     info = json.loads((target / "assets.extra" / serving.METADATA_FILE).read_text())
-    assert info["step"] == STEP and info["version"] == 4
+    assert info["step"] == STEP and info["version"] == 4 and info["model"] == "lolnerf"
     assert info["camera_distance"] == 3.5 and info["focal_factor"] == 2.0
     assert info["model_config"] == json.loads(json.dumps(configs.to_dict(model.config)))
     # The export holds the checkpoint's weights: it renders what the model renders.

@@ -8,8 +8,7 @@ import subprocess
 import app_testlib
 import pytest
 
-from tfglo import prepare
-from tfglo.data import dataset_dir
+from tfglo.data import dataset_dir, record_sources
 
 
 def run_prepare(*args) -> subprocess.CompletedProcess:
@@ -100,7 +99,7 @@ def test_synthetic_classes_end_to_end(tmp_path, args, splits, background, config
         ),
         (
             ["--synthetic_class=cars", "--cars_eval_angle_deg=30"],
-            "eval_angle_range_deg must be (min, max), got (30.0,)",
+            "--cars_eval_angle_deg needs 2 values, got ['30']",
         ),
     ],
     ids=["flag_of_another_class", "one_value"],
@@ -183,7 +182,7 @@ def test_bad_transforms_exits_with_the_file_and_problem(tmp_path):
 
 
 def test_summary_lines():
-    summary = prepare.Summary(
+    summary = record_sources.Summary(
         output="/x",
         splits={"train": 2, "eval": 1},
         num_latents=2,
@@ -199,5 +198,5 @@ def test_summary_lines():
 
 def test_write_dataset_refuses_an_empty_source(tmp_path):
     with pytest.raises(dataset_dir.DatasetError, match="the source produced no image"):
-        prepare.write_dataset((iter([]), {}, []), str(tmp_path / "empty"))
+        record_sources.write_dataset((iter([]), {}, []), str(tmp_path / "empty"))
     assert not (tmp_path / "empty").exists()

@@ -9,10 +9,9 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from tfglo import prepare
-from tfglo.data import dataset_dir, pipeline, synthetic
+from tfglo.data import dataset_dir, pipeline, record_sources, synthetic
 from tfglo.data.synthetic import cameras, cars, heads, primitives, shapes
-from tfglo.engine import evaluation as evaluate
+from tfglo.engine import evaluation
 from tfglo.geometry import camera
 
 SIZE = 24
@@ -343,13 +342,13 @@ class ShapesTest(parameterized.TestCase):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """name -> a dataset directory written by tfglo.prepare's writer for each class."""
+    """name -> a dataset directory written by the prepare app's writer for each class."""
     root = tmp_path_factory.mktemp("classes")
     paths = {}
     for name, config in CONFIGS.items():
         kind = synthetic.get_class(name)
         source = (kind.generate(config), kind.dataset_metadata(config), [])
-        paths[name] = prepare.write_dataset(source, str(root / name), log_every=0).output
+        paths[name] = record_sources.write_dataset(source, str(root / name), log_every=0).output
     return paths
 
 
@@ -382,14 +381,14 @@ def test_prepared_dataset_reads_back(prepared, name):
     # Whole held-out images through both evaluation loaders, equal to the generated ones.
     eval_recs = [r for r in self_recs if r.split == "eval"]
     loaded = list(pipeline.eval_dataset(prepared[name]).as_numpy_iterator())
-    views = evaluate.load_views(prepared[name], split="eval")
+    views = evaluation.load_views(prepared[name], split="eval")
     assert len(loaded) == len(views) == len(eval_recs)
     for record, features, view in zip(eval_recs, loaded, views, strict=True):
         np.testing.assert_array_equal(np.round(features["image"] * 255), record.image)
         np.testing.assert_array_equal(view["depth"], record.depth)
         np.testing.assert_array_equal(view["mask"] > 0, record.depth > 0)
         assert view["object_id"] == features["object_id"] == record.object_id
-        evaluate.check_camera_sees_object(view, metadata["scene_radius"])
+        evaluation.check_camera_sees_object(view, metadata["scene_radius"])
 
 
 def test_pipeline_rays_hit_the_sphere_where_the_object_is(prepared):

@@ -15,11 +15,13 @@ import time
 
 import numpy as np
 import pytest
+from absl import flags
 from absl.testing import flagsaver, parameterized
 
 from tfglo import train as train_app
 from tfglo.data import dataset_dir
 from tfglo.data.synthetic import heads as synthetic
+from tfglo.engine import family as family_lib
 from tfglo.engine import run_dir as run_dir_lib
 from tfglo.lolnerf import config as model_config_lib
 from tfglo.lolnerf import family as lolnerf_family
@@ -57,6 +59,12 @@ def dataset(tmp_path_factory):
     return path
 
 
+def _build_configs(values, metadata):
+    """(model, loss, train, data) as the app builds them for LOLNeRF (its default --model)."""
+    built = train_app.FAMILIES[values["model"]].configs_from_flags(values, metadata)
+    return built["model"], built["loss"], built["train"], built["data"]
+
+
 def _smoke_configs(dataset_path, **overrides):
     """Configs as the app builds them from flags/smoke.cfg (+ overrides)."""
     argv = ["train", f"--flagfile={SMOKE}"] + [f"--{k}={v}" for k, v in overrides.items()]
@@ -64,7 +72,7 @@ def _smoke_configs(dataset_path, **overrides):
         train_app.FLAGS(argv)
         values = train_app.flag_values()
         train_app.FLAGS.unparse_flags()
-    return train_app.build_configs(values, dataset_dir.read_metadata(dataset_path)), values
+    return _build_configs(values, dataset_dir.read_metadata(dataset_path)), values
 
 
 def _probe_batch():
@@ -103,7 +111,7 @@ class FlagsTest(parameterized.TestCase):
             train_app.FLAGS.unparse_flags()
         # The in-process reader agrees with absl's parser.
         self.assertEqual(train_app.flagfile_values(path), values)
-        model, loss, train, data = train_app.build_configs(values, {"num_latents": 10})
+        model, loss, train, data = _build_configs(values, {"num_latents": 10})
         self.assertEqual(model.num_latents, 10)
         if name in ("celeba_hq", "ffhq", "afhq"):
             # The paper's setting: 8 x 256 foreground, ~64 + 64 samples, both priors on.
@@ -112,10 +120,24 @@ class FlagsTest(parameterized.TestCase):
             self.assertGreater(loss.mask_weight, 0)
             self.assertGreater(loss.hard_surface_weight, 0)
 
+    def test_model_flag_names_the_registered_families(self):
+        flag = train_app.FLAG_SPEC.flags["model"]
+        self.assertEqual(flag.default, "lolnerf")
+        self.assertEqual(set(flag.enum_values), set(family_lib.family_names()))
+        self.assertEqual(set(train_app.FAMILIES), set(flag.enum_values))
+        with flagsaver.flagsaver():
+            with pytest.raises(flags.IllegalFlagValueError):
+                train_app.FLAGS(["train", "--model=nerf"])
+            train_app.FLAGS.unparse_flags()
+        # Every LOLNeRF flag is a flag of the app, and config.json's flags are its and the app's.
+        names = train_app.FLAG_SPEC.names_of("lolnerf")
+        self.assertEqual(names[:3], ["model", "dataset", "run_dir"])
+        self.assertLessEqual(set(lolnerf_family.FLAG_SPEC.names), set(names))
+
     def test_num_latents_smaller_than_the_dataset_is_rejected(self):
         values = dict(train_app.flag_values(), num_latents=2)
         with pytest.raises(ValueError, match="smaller than the dataset's 5"):
-            train_app.build_configs(values, {"num_latents": 5})
+            _build_configs(values, {"num_latents": 5})
 
 
 def test_flagfile_values_overrides_and_errors(tmp_path):
@@ -145,6 +167,10 @@ def test_app_trains_writes_config_and_resumes(dataset, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "step 4/4" in proc.stdout and "rays/s" in proc.stdout and "psnr" in proc.stdout
+    # The start line names the family and the images it trains on and holds out.
+    assert f"training LOLNeRF on {dataset} (3 training images, 3 held out) for 4 steps" in (
+        proc.stdout
+    )
     values = json.loads((run / "config.json").read_text())
     assert values["model"] == "lolnerf" and values["version"] == run_dir_lib.CONFIG_VERSION
     assert values["configs"]["train"]["num_steps"] == 4  # the command line beat the flagfile
@@ -152,7 +178,8 @@ def test_app_trains_writes_config_and_resumes(dataset, tmp_path):
     assert values["configs"]["model"]["num_latents"] == 3  # from dataset.json
     assert values["dataset_metadata"]["num_latents"] == 3
     assert "images" not in values["dataset_metadata"]
-    assert values["flags"]["num_steps"] == 4
+    assert values["flags"]["num_steps"] == 4 and values["flags"]["model"] == "lolnerf"
+    assert list(values["flags"]) == train_app.FLAG_SPEC.names_of("lolnerf")  # its flags only
     assert values["dataset_dir"] == str(dataset)
     assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == [
         "ckpt-2.index",

@@ -265,9 +265,9 @@ def _lolnerf_trainer(dataset, run_dir, strategy):
     values = train_app.flagfile_values(
         HERE.parent.parent / "flags" / "smoke.cfg", perturb=False, image_summary_every=0
     )
-    model_config, loss_config, train_config, data_config = train_app.build_configs(
-        values, dataset_dir.read_metadata(dataset)
-    )
+    built = lolnerf_family.FAMILY.configs_from_flags(values, dataset_dir.read_metadata(dataset))
+    model_config, loss_config = built["model"], built["loss"]
+    train_config, data_config = built["train"], built["data"]
     pool = benchmarks.synthetic_ray_batch(512, model_config.num_latents, seed=0)
     global_batch = data_config.images_per_batch * data_config.rays_per_image
 

@@ -6,6 +6,10 @@ in their family's `benchmarks` module (never in the model modules themselves). T
 measured once, first, in this process, so every ratio is against the same peak.
 """
 
+from tfglo.utils import tf_logs
+
+tf_logs.quiet_start()
+
 import importlib
 
 from absl import app, flags

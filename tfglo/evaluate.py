@@ -21,6 +21,10 @@ fields of its `EvaluateConfig` (derived, see `tfglo.utils.configs`) and this mod
 them into one.
 """
 
+from tfglo.utils import tf_logs
+
+tf_logs.quiet_start()
+
 import dataclasses
 import pathlib
 

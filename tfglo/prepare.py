@@ -3,17 +3,21 @@
 Sources:
   --source=synthetic   a built-in procedural class (tfglo.data.synthetic): --synthetic_class=
                        heads (default) | cars | shapes, --num_objects, --image_size, --seed,
-                       --train_views, --eval_views; cars and shapes: --synthetic_elevation_deg,
-                       --synthetic_background_color; cars: --cars_eval_angle_deg; shapes:
-                       --shapes_primitives, --shapes_background.
+                       --train_views, --eval_views, --synthetic_camera_distance,
+                       --synthetic_focal_factor, --synthetic_vary_lighting; cars and shapes:
+                       --synthetic_elevation_deg, --synthetic_background_color; heads:
+                       --heads_*; cars: --cars_eval_angle_deg; shapes: --shapes_primitives,
+                       --shapes_background, --shapes_*. A flag of another class is refused.
   --source=transforms  known cameras from a NeRF / instant-ngp transforms.json
-                       (tfglo.transforms): --transforms=FILE, --alpha_background, --image_size,
-                       --eval_every, --eval_frames, --scene_radius, --skip_missing.
-  --source=images      photos through MediaPipe (tfglo.photo_source): --images=DIR,
+                       (tfglo.data.transforms_json): --transforms=FILE, --alpha_background,
+                       --image_size, --eval_every, --eval_frames, --scene_radius,
+                       --skip_missing.
+  --source=images      photos through MediaPipe (tfglo.data.photo_import): --images=DIR,
                        --image_size (default 256), --crop_margin, --focal_factor,
                        --canonical_from=DATASET (cameras only), --landmarks=FILE (other
                        classes), --cameras=FILE (known cameras: no landmarks or fit),
-                       --face_landmarker_model, --selfie_segmenter_model.
+                       --face_landmarker_model, --selfie_segmenter_model, and the crop
+                       (--photo_*), detection (--landmarker_*) and camera fit (--fit_*).
 
 Examples:
   python -m tfglo.prepare --source=synthetic --num_objects=64 --output=data/heads
@@ -25,6 +29,11 @@ Examples:
       --eval_every=8 --image_size=100 --output=data/lego
   python -m tfglo.prepare --source=images --images=../shared/data/faces --output=data/faces
 
+The source settings are the fields of the sources' config dataclasses (the synthetic classes'
+configs, `TransformsConfig`, `PhotoSourceConfig` with its `PhotoConfig`, `LandmarkerConfig` and
+`CameraFitConfig`, `CameraImportConfig`), derived as flags with `tfglo.utils.configs` under the
+names they had before; the sources and the writer are `tfglo.data.record_sources`.
+
 The dataset is written into a temporary directory and renamed into place when complete, so an
 interrupted run never leaves a half-written dataset that looks complete. A non-empty --output is
 refused unless --overwrite is given (and even then only a previous dataset is ever replaced).
@@ -33,405 +42,272 @@ reason, output path) is printed at the end. Errors in the input exit with status
 that names the file and the problem.
 """
 
+from tfglo.utils import tf_logs
+
+tf_logs.quiet_start()
+
 import dataclasses
 import sys
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from tfglo.data import dataset_dir, records
+from tfglo.data import (
+    camera_file_import,
+    dataset_dir,
+    photo_import,
+    photos,
+    record_sources,
+    synthetic,
+    transforms_json,
+)
+from tfglo.pose import camera_fit, landmarks
+from tfglo.utils import configs
 
 SOURCES = ("synthetic", "transforms", "images")
-
 FLAGS = flags.FLAGS
+Flag, FlagNames = configs.Flag, configs.FlagNames
+
+# --source=synthetic: each class's config fields (tfglo.data.synthetic). Fields several classes
+# have keep one flag (the names flags had before they were derived); a field of one class is
+# prefixed with the class's name. Flags of another class than --synthetic_class are refused.
+_COMMON = {
+    "num_objects": "num_objects",
+    "image_size": "image_size",
+    "seed": "seed",
+    "train_views_per_object": "train_views",
+    "eval_views_per_object": "eval_views",
+    "camera_distance": "synthetic_camera_distance",
+    "focal_factor": "synthetic_focal_factor",
+    "vary_lighting": "synthetic_vary_lighting",
+    "elevation_range_deg": "synthetic_elevation_deg",
+    "background_color": "synthetic_background_color",
+}
+_CLASS_NAMING = {
+    "heads": FlagNames(prefix="heads_", names=_COMMON),
+    "cars": FlagNames(
+        prefix="cars_", names={**_COMMON, "eval_angle_range_deg": "cars_eval_angle_deg"}
+    ),
+    "shapes": FlagNames(
+        prefix="shapes_",
+        names=_COMMON,
+        choices={"background": ("dataset", "scene")},
+        skip=("min_primitives", "max_primitives"),  # one flag sets both: --shapes_primitives
+    ),
+}
+_CLASS_EXTRA = {
+    "shapes": (
+        Flag(
+            "shapes_primitives",
+            "list",
+            None,
+            "synthetic shapes: MIN,MAX primitives per scene (default 1,4).",
+            element=int,
+            length=2,
+            fields=("ShapesConfig.min_primitives", "ShapesConfig.max_primitives"),
+        ),
+    )
+}
+# Flags whose default differs between classes: None, the class's default.
+_CLASS_DEFAULTS = (
+    "image_size",
+    "train_views",
+    "eval_views",
+    "synthetic_camera_distance",
+    "synthetic_elevation_deg",
+    "synthetic_background_color",
+)
+
+
+def _class_flags(name: str) -> configs.ConfigFlags:
+    """The flags of one synthetic class's config."""
+    config_type = synthetic.get_class(name).config_type
+    names = {_COMMON.get(field.name) for field in dataclasses.fields(config_type)}
+    return configs.ConfigFlags(
+        f"--synthetic_class={name}",
+        {"config": config_type},
+        naming={config_type: _CLASS_NAMING[name]},
+        defaults_from={flag: "the class's" for flag in _CLASS_DEFAULTS if flag in names},
+        extra=_CLASS_EXTRA.get(name, ()),
+        help_prefix=f"synthetic {name}: ",
+    )
+
+
+SYNTHETIC = configs.FlagSet(
+    "tfglo.prepare --source=synthetic",
+    {name: _class_flags(name) for name in synthetic.CLASSES},
+    extra=(
+        Flag(
+            "synthetic_class",
+            "enum",
+            "heads",
+            "synthetic: the class: heads (single view, varied backgrounds, keypoints), cars "
+            "(single view from all around, white background) or shapes (scenes of 1-4 "
+            "primitives, several views each).",
+            enum_values=synthetic.CLASSES,
+        ),
+    ),
+    selector="synthetic_class",
+    shared_help={
+        "num_objects": "synthetic: number of objects (heads, cars, scenes).",
+        "image_size": "synthetic: square image side, pixels (default 64).",
+        "seed": "synthetic: random seed; object k is drawn from the stream (seed, k).",
+        "train_views": "synthetic: training views per object (default: the class's: heads 1, "
+        "cars 1, shapes 8).",
+        "eval_views": "synthetic: held-out views per object (default: the class's: heads 4, "
+        "cars 2, shapes 4).",
+        "synthetic_camera_distance": "synthetic: distance of every camera from the origin, "
+        "object units, > 1 (default: the class's: heads 4.5, cars 4, shapes 4.5).",
+        "synthetic_focal_factor": "synthetic: focal length = focal_factor x image width "
+        "(pixels), principal point at the centre.",
+        "synthetic_vary_lighting": "synthetic: vary the light direction and ambient level per "
+        "object (else a fixed light).",
+        "synthetic_elevation_deg": "synthetic cars, shapes: MIN,MAX camera elevation above the "
+        "horizontal, degrees (default: cars 5,35; shapes 10,60).",
+        "synthetic_background_color": "synthetic cars, shapes: R,G,B in [0, 1], the constant "
+        "background (default: cars 1,1,1; shapes 0.85,0.85,0.85).",
+    },
+)
+
+# --source=transforms: `transforms_json.TransformsConfig`.
+TRANSFORMS = configs.ConfigFlags(
+    "tfglo.prepare --source=transforms",
+    {"transforms": transforms_json.TransformsConfig},
+    naming={
+        transforms_json.TransformsConfig: FlagNames(
+            names={"background": "alpha_background"},
+            choices={"background": transforms_json.BACKGROUNDS},
+            # A square side or nothing (--image_size); indices or file names (--eval_frames).
+            skip=("image_size", "eval_frames"),
+        )
+    },
+    defaults_from={"scene_radius": "1.5"},
+    extra=(
+        Flag("transforms", "string", None, "transforms: the transforms.json file."),
+        Flag("image_size", "integer", None, "transforms: resize every frame to this square."),
+        Flag(
+            "eval_frames",
+            "list",
+            [],
+            "transforms: frames to hold out, by index or file_path / file name.",
+            fields=("TransformsConfig.eval_frames",),
+        ),
+    ),
+    help_prefix="transforms: ",
+)
+
+# --source=images: `photo_import.PhotoSourceConfig` (its photo crop, landmarker and camera fit)
+# and, with --cameras, `camera_file_import.CameraImportConfig`.
+IMAGES = configs.ConfigFlags(
+    "tfglo.prepare --source=images",
+    {
+        "photos": photo_import.PhotoSourceConfig,
+        "cameras": camera_file_import.CameraImportConfig,
+    },
+    naming={
+        photo_import.PhotoSourceConfig: FlagNames(
+            names={"landmarks_file": "landmarks", "log_every": "photo_log_every"},
+            choices={"landmarks_mask": ("none", "full", "selfie")},
+            skip=("images", "cameras"),  # --images (required) and --cameras, below
+        ),
+        photos.PhotoConfig: FlagNames(
+            prefix="photo_",
+            names={"image_size": "image_size", "crop_margin": "crop_margin"},
+            choices={"pad_mode": photos.PAD_MODES, "alpha": photos.ALPHA_MODES},
+        ),
+        landmarks.LandmarkerConfig: FlagNames(
+            prefix="landmarker_",
+            names={
+                "face_landmarker_model": "face_landmarker_model",
+                "selfie_segmenter_model": "selfie_segmenter_model",
+            },
+        ),
+        camera_fit.CameraFitConfig: FlagNames(
+            prefix="fit_",
+            choices={
+                "loss": camera_fit.LOSSES,
+                "outlier_loss": camera_fit.LOSSES,
+                "solver": camera_fit.SOLVERS,
+            },
+        ),
+        camera_file_import.CameraImportConfig: FlagNames(
+            prefix="cameras_",
+            names={"scene_radius": "scene_radius"},
+            choices={
+                "align": ("none", "mean_camera"),
+                "mask": camera_file_import.MASK_SOURCES,
+            },
+            skip=("cameras_file",),  # --cameras, below
+        ),
+    },
+    defaults_from={"image_size": "256"},
+    extra=(
+        Flag("images", "string", None, "images: folder of photos."),
+        Flag(
+            "cameras",
+            "string",
+            None,
+            "images: per-image cameras from a file instead of landmarks and a fit: tfglo's "
+            "JSON schema or the LOLNeRF authors' camera estimates (tfglo/data/camera_files.py). "
+            "The whole photo is resized to --image_size wide; --scene_radius overrides the "
+            "file's.",
+            fields=("CameraImportConfig.cameras_file",),
+        ),
+    ),
+    help_prefix="images: ",
+)
+
+FLAG_SPEC = configs.FlagSet(
+    "tfglo.prepare",
+    {"synthetic": SYNTHETIC, "transforms": TRANSFORMS, "images": IMAGES},
+    extra=(
+        Flag("source", "enum", "synthetic", "Where the images come from.", enum_values=SOURCES),
+        Flag("output", "string", None, "Dataset directory to write."),
+        Flag("overwrite", "boolean", False, "Replace --output if it already holds a dataset."),
+        Flag("records_per_shard", "integer", dataset_dir.RECORDS_PER_SHARD, "Images per shard."),
+        Flag("log_every", "integer", 100, "Log progress every this many images."),
+    ),
+    selector="source",
+    shared_help={
+        "image_size": "Image side in pixels. synthetic: rendered size (default 64). "
+        "transforms: resize every frame to a square of this side (default: keep the files' "
+        "size). images: side of the square crop (default 256).",
+        "scene_radius": "transforms: radius of the sphere holding the object (default 1.5); "
+        "images with --cameras: overrides the camera file's (tfglo: its scene_radius or 1; "
+        "LOLNeRF: 2).",
+    },
+)
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """Defines the app's flags (at start-up, not import, so importing it never clashes)."""
-    flags.DEFINE_enum(
-        "source", "synthetic", SOURCES, "Where the images come from.", flag_values=flag_values
-    )
-    flags.DEFINE_string("output", None, "Dataset directory to write.", flag_values=flag_values)
-    flags.DEFINE_bool(
-        "overwrite",
-        False,
-        "Replace --output if it already holds a dataset.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "records_per_shard",
-        dataset_dir.RECORDS_PER_SHARD,
-        "Images per TFRecord shard.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "log_every", 100, "Log progress every this many images.", flag_values=flag_values
-    )
-    flags.DEFINE_integer(
-        "image_size",
-        None,
-        "Image side in pixels. synthetic: rendered size (default 64). transforms: resize every "
-        "frame to a square of this side (default: keep the files' size).",
-        flag_values=flag_values,
-    )
+    FLAG_SPEC.define(flag_values)
 
-    # --source=synthetic
-    flags.DEFINE_enum(
-        "synthetic_class",
-        "heads",
-        ["heads", "cars", "shapes"],
-        "synthetic: the class: heads (single view, varied backgrounds, keypoints), cars (single "
-        "view from all around, white background) or shapes (scenes of 1-4 primitives, several "
-        "views each).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "num_objects",
-        16,
-        "synthetic: number of objects (heads, cars, scenes).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer("seed", 0, "synthetic: random seed.", flag_values=flag_values)
-    flags.DEFINE_integer(
-        "train_views",
-        None,
-        "synthetic: training views per object (default: the class's: heads 1, cars 1, shapes 8).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "eval_views",
-        None,
-        "synthetic: held-out views per object (default: the class's: heads 4, cars 2, shapes 4).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_list(
-        "synthetic_elevation_deg",
-        None,
-        "synthetic cars, shapes: MIN,MAX camera elevation above the horizontal, degrees "
-        "(default: cars 5,35; shapes 10,60).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_list(
-        "synthetic_background_color",
-        None,
-        "synthetic cars, shapes: R,G,B in [0, 1], the constant background (default: cars "
-        "1,1,1; shapes 0.85,0.85,0.85).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_list(
-        "cars_eval_angle_deg",
-        None,
-        "synthetic cars: MIN,MAX angle between the training view and each held-out view, "
-        "degrees (default 25,60).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_list(
-        "shapes_primitives",
-        None,
-        "synthetic shapes: MIN,MAX primitives per scene (default 1,4).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_enum(
-        "shapes_background",
-        None,
-        ["dataset", "scene"],
-        "synthetic shapes: one constant background colour for the data set (default) or a "
-        "random plain colour per scene.",
-        flag_values=flag_values,
-    )
 
-    # --source=transforms
-    flags.DEFINE_string(
-        "transforms", None, "transforms: the transforms.json file.", flag_values=flag_values
-    )
-    flags.DEFINE_enum(
-        "alpha_background",
-        "white",
-        ["white", "black", "keep"],
-        "transforms: colour policy for images with alpha (composite over white or black, or keep "
-        "the stored RGB); alpha becomes the mask in every case.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "eval_every",
-        0,
-        "transforms: hold out every k-th frame (0, k, 2k, ...) for evaluation.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_list(
-        "eval_frames",
-        [],
-        "transforms: frames to hold out, by index or file_path / file name.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_float(
-        "scene_radius",
-        None,
-        "transforms: radius of the sphere holding the object (default 1.5); images with "
-        "--cameras: overrides the camera file's (tfglo: its scene_radius or 1; LOLNeRF: 2).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_bool(
-        "skip_missing",
-        False,
-        "transforms: skip frames whose image is missing instead of failing.",
-        flag_values=flag_values,
-    )
+def synthetic_config(values: dict):
+    """The --synthetic_class's config from flag values (flags of other classes refused)."""
+    SYNTHETIC.check_unused(values["synthetic_class"], values)
+    fields = {}
+    if values.get("shapes_primitives") is not None:
+        low, high = SYNTHETIC.flags["shapes_primitives"].field_value(values["shapes_primitives"])
+        fields = {"min_primitives": low, "max_primitives": high}
+    spec = SYNTHETIC.alternatives[values["synthetic_class"]]
+    return spec.build_config("config", values, **fields)
 
-    # --source=images (tfglo.photo_source)
-    flags.DEFINE_string("images", None, "images: folder of photos.", flag_values=flag_values)
-    flags.DEFINE_string(
-        "canonical_from",
-        None,
-        "images: a dataset directory with canonical_keypoints: fit only each photo's camera "
-        "against them (new photos in the same canonical frame).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_string(
-        "landmarks",
-        None,
-        "images: CSV (name,x1,y1,...) or JSON ({name: [[x, y], ...]}) keypoints per photo, in "
-        "pixels of the upright photo; replaces MediaPipe (for classes it cannot detect).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_enum(
-        "landmarks_mask",
-        "none",
-        ["none", "full", "selfie"],
-        "images: masks with --landmarks: none, all foreground, or the person segmenter.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_string(
-        "face_landmarker_model",
-        None,
-        "images: MediaPipe face_landmarker.task (default: bundled).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_string(
-        "selfie_segmenter_model",
-        None,
-        "images: MediaPipe selfie segmentation .tflite (default: bundled).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_float(
-        "crop_margin",
-        0.5,
-        "images: margin on each side of the face box, fraction of its side.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_float(
-        "focal_factor",
-        2.0,
-        "images: focal length = focal_factor x image width (pixels).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_string(
-        "cameras",
-        None,
-        "images: per-image cameras from a file instead of landmarks and a fit: tfglo's JSON "
-        "schema or the LOLNeRF authors' camera estimates (tfglo/data/camera_files.py). The "
-        "whole photo is resized to --image_size wide; --scene_radius overrides the file's.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_enum(
-        "cameras_align",
-        None,
-        ["none", "mean_camera"],
-        "images with --cameras: rotate the world so the average camera is the frontal one "
-        "(default: mean_camera for LOLNeRF estimates, none for tfglo files).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_enum(
-        "cameras_mask",
-        "selfie",
-        ["selfie", "full", "none"],
-        "images with --cameras: masks from the person segmenter, all foreground, or none.",
-        flag_values=flag_values,
+
+def transforms_config(values: dict) -> transforms_json.TransformsConfig:
+    """The transforms.json import settings from flag values."""
+    frames = tuple(int(f) if f.isdigit() else f for f in values["eval_frames"])
+    return TRANSFORMS.build_config(
+        "transforms", values, image_size=values["image_size"], eval_frames=frames
     )
 
 
-# A source returns (records, dataset.json metadata, skipped) where skipped is a list of
-# {"source": ..., "reason": ...} that may still grow while the records are consumed.
-Source = tuple[Iterator[records.ImageRecord], dict[str, Any], list[dict[str, str]]]
-
-
-# Optional synthetic flags -> (config field, parser); a flag left unset keeps the class default.
-_SYNTHETIC_FLAGS = {
-    "image_size": ("image_size", int),
-    "train_views": ("train_views_per_object", int),
-    "eval_views": ("eval_views_per_object", int),
-    "synthetic_elevation_deg": ("elevation_range_deg", float),
-    "synthetic_background_color": ("background_color", float),
-    "cars_eval_angle_deg": ("eval_angle_range_deg", float),
-    "shapes_primitives": (("min_primitives", "max_primitives"), int),
-    "shapes_background": ("background", str),
-}
-
-
-def synthetic_source() -> Source:
-    """A built-in procedural class of tfglo.data.synthetic, from the synthetic flags."""
-    from tfglo.data import synthetic
-
-    kind = synthetic.get_class(FLAGS.synthetic_class)
-    fields = {f.name for f in dataclasses.fields(kind.config_type)}
-    kwargs = dict(num_objects=FLAGS.num_objects, seed=FLAGS.seed)
-    for flag, (field, parse) in _SYNTHETIC_FLAGS.items():
-        value = FLAGS[flag].value
-        if value is None:
-            continue
-        names = field if isinstance(field, tuple) else (field,)
-        if not set(names) <= fields:
-            raise ValueError(f"--{flag} does not apply to --synthetic_class={kind.name}")
-        try:
-            value = [parse(v) for v in value] if isinstance(value, list) else parse(value)
-        except ValueError as e:
-            raise ValueError(f"--{flag}={value}: {e}") from e
-        if isinstance(field, tuple):
-            if len(value) != len(field):
-                raise ValueError(f"--{flag} needs {len(field)} values, got {value}")
-            kwargs.update(zip(field, value, strict=True))
-        else:
-            kwargs[field] = tuple(value) if isinstance(value, list) else value
-    config = kind.config_type(**kwargs)
-    return kind.generate(config), kind.dataset_metadata(config), []
-
-
-def transforms_source() -> Source:
-    """Known cameras from a transforms.json file, from the transforms flags."""
-    from tfglo.data import transforms_json as transforms
-
-    if not FLAGS.transforms:
-        raise ValueError("--source=transforms needs --transforms=FILE (a transforms.json)")
-    eval_frames = tuple(int(f) if f.isdigit() else f for f in FLAGS.eval_frames)
-    kwargs = dict(
-        background=FLAGS.alpha_background,
-        image_size=FLAGS.image_size,
-        eval_every=FLAGS.eval_every,
-        eval_frames=eval_frames,
-        skip_missing=FLAGS.skip_missing,
-    )
-    if FLAGS.scene_radius is not None:
-        kwargs["scene_radius"] = FLAGS.scene_radius
-    return transforms.load(FLAGS.transforms, transforms.TransformsConfig(**kwargs))
-
-
-def images_source() -> Source:
-    """Photos through MediaPipe (or a landmarks file) and a joint camera fit: tfglo.photo_source."""
-    from tfglo.data import camera_file_import, photos
-    from tfglo.data import photo_import as photo_source
-    from tfglo.pose import camera_fit, landmarks
-
-    if not FLAGS.images:
-        raise ValueError("--source=images needs --images=DIR (a folder of photos)")
-    photo_kwargs = dict(crop_margin=FLAGS.crop_margin)
-    if FLAGS.image_size is not None:
-        photo_kwargs["image_size"] = FLAGS.image_size
-    config = photo_source.PhotoSourceConfig(
-        images=FLAGS.images,
-        photo=photos.PhotoConfig(**photo_kwargs),
-        landmarker=landmarks.LandmarkerConfig(
-            face_landmarker_model=FLAGS.face_landmarker_model,
-            selfie_segmenter_model=FLAGS.selfie_segmenter_model,
-        ),
-        fit=camera_fit.CameraFitConfig(),
-        focal_factor=FLAGS.focal_factor,
-        canonical_from=FLAGS.canonical_from,
-        landmarks_file=FLAGS.landmarks,
-        landmarks_mask=FLAGS.landmarks_mask,
-        cameras=camera_file_import.CameraImportConfig(
-            cameras_file=FLAGS.cameras,
-            align=FLAGS.cameras_align,
-            mask=FLAGS.cameras_mask,
-            scene_radius=FLAGS.scene_radius,
-        )
-        if FLAGS.cameras
-        else None,
-    )
-    prepared, metadata, skipped = photo_source.prepare_images(config)
-    if not prepared:
-        reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:20])
-        raise ValueError(
-            f"no photo in {FLAGS.images} could be prepared ({metadata['num_files']} files, "
-            f"{len(skipped)} skipped: {reasons or 'the folder holds no files'})"
-        )
-    return iter(prepared), metadata, skipped
-
-
-SOURCE_FUNCTIONS: dict[str, Callable[[], Source]] = {
-    "synthetic": synthetic_source,
-    "transforms": transforms_source,
-    "images": images_source,
-}
-
-
-@dataclasses.dataclass
-class Summary:
-    """What a prepare run wrote."""
-
-    output: str
-    splits: dict[str, int]
-    num_latents: int
-    skipped: list[dict[str, str]]
-    seconds: float
-
-    def lines(self) -> list[str]:
-        total = sum(self.splits.values())
-        per_split = ", ".join(f"{name} {count}" for name, count in self.splits.items())
-        lines = [
-            f"prepare: wrote {total} images ({per_split}; {self.num_latents} latents) to "
-            f"{self.output} in {self.seconds:.1f} s"
-        ]
-        lines.append(f"prepare: skipped {len(self.skipped)} images")
-        lines += [f"  {s.get('source', '?')}: {s.get('reason', '?')}" for s in self.skipped]
-        return lines
-
-
-def write_dataset(
-    source: Source,
-    output: str,
-    overwrite: bool = False,
-    records_per_shard: int = dataset_dir.RECORDS_PER_SHARD,
-    log_every: int = 100,
-    extra_metadata: dict[str, Any] | None = None,
-) -> Summary:
-    """Writes a source's records into a dataset directory (atomically), logging progress.
-
-    Raises:
-      DatasetError: `output` may not be written, or the source yielded no image (nothing is
-        left behind).
-    """
-    iterator, metadata, skipped = source
-    start = time.perf_counter()
-    splits = dict.fromkeys(records.SPLITS, 0)
-    latents = set()
-    with dataset_dir.DatasetWriter(output, overwrite, records_per_shard) as writer:
-        writer.metadata.update(metadata)
-        writer.metadata.update(extra_metadata or {})
-        writer.metadata["skipped"] = skipped  # the same list: sources may append while writing
-        for record in iterator:
-            writer.write(record)
-            splits[record.split] += 1
-            latents.add(record.latent_id)
-            count = sum(splits.values())
-            if log_every and count % log_every == 0:
-                rate = count / (time.perf_counter() - start)
-                logging.info(
-                    "%d images written (%.1f images/s), %d skipped", count, rate, len(skipped)
-                )
-        if not sum(splits.values()):
-            raise dataset_dir.DatasetError(
-                f"the source produced no image ({len(skipped)} skipped); nothing written to "
-                f"{output}"
-            )
-    return Summary(
-        output=str(writer.output.resolve()),
-        splits=splits,
-        num_latents=len(latents),
-        skipped=skipped,
-        seconds=time.perf_counter() - start,
-    )
+def images_config(values: dict) -> photo_import.PhotoSourceConfig:
+    """The photo source settings from flag values (a camera file's with --cameras)."""
+    cameras = None
+    if values["cameras"]:
+        cameras = IMAGES.build_config("cameras", values, cameras_file=values["cameras"])
+    return IMAGES.build_config("photos", values, images=values["images"], cameras=cameras)
 
 
 def main(argv):
@@ -439,11 +315,21 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.output:
         raise app.UsageError("--output=DIR is required")
+    values = FLAG_SPEC.values(FLAGS)
     try:
         # Refuse early, before any (possibly long) work.
         dataset_dir.prepare_output_dir(FLAGS.output, FLAGS.overwrite)
-        source = SOURCE_FUNCTIONS[FLAGS.source]()
-        summary = write_dataset(
+        if FLAGS.source == "synthetic":
+            source = record_sources.synthetic_source(synthetic_config(values))
+        elif FLAGS.source == "transforms":
+            if not FLAGS.transforms:
+                raise ValueError("--source=transforms needs --transforms=FILE (a transforms.json)")
+            source = record_sources.transforms_source(FLAGS.transforms, transforms_config(values))
+        else:
+            if not FLAGS.images:
+                raise ValueError("--source=images needs --images=DIR (a folder of photos)")
+            source = record_sources.images_source(images_config(values))
+        summary = record_sources.write_dataset(
             source,
             FLAGS.output,
             overwrite=FLAGS.overwrite,

@@ -23,6 +23,10 @@ The framing flags are the fields of `tfglo.engine.views.ViewConfig` (derived, se
 `tfglo.lolnerf.identities`. This module only turns flags into calls.
 """
 
+from tfglo.utils import tf_logs
+
+tf_logs.quiet_start()
+
 import pathlib
 
 import numpy as np
@@ -63,9 +67,6 @@ FLAG_SPEC = configs.ConfigFlags(
         Flag("fps", "float", 12.0, "GIF frame rate."),
     ),
 )
-
-# `tfglo.export` still reads the framing from here (until it imports tfglo.engine.views).
-default_view = views.default_view
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:

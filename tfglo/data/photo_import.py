@@ -1,19 +1,20 @@
 """A folder of photos -> training records: detect, crop, landmarks, masks, joint camera fit.
 
-`prepare_images(config)` is the `--source=images` of `tfglo.prepare` (DESIGN.md sections 2, 6):
+`prepare_images(config)` is the `--source=images` of `tfglo.prepare` (DESIGN.md sections 2, 6;
+`tfglo.data.record_sources.images_source`):
 
-1. every regular, non-hidden file of the folder is loaded robustly (`tfglo.photos`); files that
-   cannot be used are skipped with a reason;
-2. MediaPipe's FaceLandmarker finds the faces (`tfglo.landmarks`); with several faces the largest
-   is taken and the choice is recorded; a face cut by the photo's border (beyond
+1. every regular, non-hidden file of the folder is loaded robustly (`tfglo.data.photos`); files
+   that cannot be used are skipped with a reason;
+2. MediaPipe's FaceLandmarker finds the faces (`tfglo.pose.landmarks`); with several faces the
+   largest is taken and the choice is recorded; a face cut by the photo's border (beyond
    `max_face_cut_fraction`, or any of the 5 keypoints outside the photo) is skipped;
    alternatively `landmarks_file` gives K points per photo for classes MediaPipe cannot detect;
 3. a square crop around the face (margin, padding recorded) is resized to `image_size`; the
    landmarks, the 478-point mesh and the face pose go into the record;
 4. the selfie segmenter's person confidence on the crop becomes the record's mask;
-5. cameras: a joint fit of canonical keypoints and cameras (`tfglo.camera_fit`), outliers dropped
-   with their reason; or, with `canonical_from`, a camera-only fit against the canonical keypoints
-   of an existing dataset so that new photos live in the same canonical frame; or, with
+5. cameras: a joint fit of canonical keypoints and cameras (`tfglo.pose.camera_fit`), outliers
+   dropped with their reason; or, with `canonical_from`, a camera-only fit against the canonical
+   keypoints of an existing dataset so that new photos live in the same canonical frame; or, with
    `cameras` (a camera file), no detection or fit at all (`tfglo.data.camera_file_import`);
 6. the share of each mask's pixels whose rays miss the bounding sphere (`mask_outside_sphere`
    in dataset.json, with a summary line): what the sphere cannot hold falls to the background.

@@ -15,7 +15,7 @@ Cropping (`crop_square`) cuts a square around a face box with a margin. Where th
 photo it is padded (edge replication or a constant colour), and the padding is recorded. The crop is
 resized to the output size; `CropTransform` maps photo pixels to crop pixels (landmarks).
 
-Pixel coordinates follow `tfglo.camera`: continuous (x, y) with pixel centres at +0.5.
+Pixel coordinates follow `tfglo.geometry.camera`: continuous (x, y) with pixel centres at +0.5.
 """
 
 import dataclasses

@@ -3,11 +3,16 @@
 The engine (trainer, run directory, export) knows no family by name. A family (LOLNeRF,
 NeRF-VAE, ...) is a `ModelFamily` subclass in its own subpackage; it declares:
 
-- `name` and `sections`: the config sections it is configured by, name -> config dataclass
-  (LOLNeRF: "model", "loss", "train", "data"). The "train" section is the engine's
-  `trainer.TrainConfig` (or a subclass): steps, checkpoints, logging, strategy, seed.
+- `name`, `display_name` and `sections`: the config sections it is configured by, name ->
+  config dataclass (LOLNeRF: "model", "loss", "train", "data"). The "train" section is the
+  engine's `trainer.TrainConfig` (or a subclass): steps, checkpoints, logging, strategy, seed.
   `checkpoint_sections` are those whose change makes the checkpoints unusable (default
   "model"): a run resumes only with the same values there.
+- `flag_spec()`: the command-line flags of its sections (a `tfglo.utils.configs.ConfigFlags`:
+  flag names, shared names, dataset-derived defaults); `configs_from_flags(values,
+  dataset_metadata)` turns their values into its configs, filling what the dataset decides
+  (`python -m tfglo.train --model=<name>` calls both; `engine.launch.train_run` trains).
+  `describe(configs)`: a few words for the train app's start line (its batch, its latents).
 - `build_model(configs)`: a new model with every variable created (the trainer calls it inside
   `strategy.scope()`, `load_run` before restoring).
 - `variable_groups(model, configs)`: name -> `VariableGroup` (its variables and the settings of
@@ -105,10 +110,45 @@ class ModelFamily:
     """
 
     name: str = ""
+    display_name: str = ""  # in messages ("training LOLNeRF ..."); default: `name`
     sections: Mapping[str, type] = {}
     checkpoint_sections: tuple[str, ...] = ("model",)
 
     # -- configuration ------------------------------------------------------------------------
+
+    def flag_spec(self):
+        """The command-line flags of this family's sections (`tfglo.utils.configs.ConfigFlags`).
+
+        Default: every field of every section, named as the field or as its class's
+        `FLAG_NAMES` says (the engine's `trainer.TrainConfig` keeps its `lr_` decay names). A
+        family whose sections share a field name (two seeds, ...) overrides this (`naming`,
+        `shared`, `defaults_from`). The train app defines the flags of every family; a name two
+        families share must mean the same in both (`configs.FlagSet`).
+        """
+        from tfglo.utils import configs
+
+        return configs.ConfigFlags(self.name, self.sections)
+
+    def configs_from_flags(
+        self, values: Mapping[str, Any], dataset_metadata: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """This family's configs from flag values (`flag_spec()`'s, extra keys ignored).
+
+        Default: `flag_spec().build(values)`. A family whose settings default to the data (the
+        number of latents, the scene radius) overrides this and reads `dataset_metadata`
+        (the training dataset's dataset.json).
+
+        Raises:
+          ValueError: a value the configs reject, or one that does not fit the dataset (the
+            message names the flag).
+        """
+        del dataset_metadata
+        return self.check_configs(self.flag_spec().build(values))
+
+    def describe(self, configs: Configs) -> str:
+        """A few words on the model and its batch for the train app's start line ("" default)."""
+        del configs
+        return ""
 
     def default_configs(self) -> dict[str, Any]:
         """Every section at its dataclass defaults."""

@@ -6,7 +6,7 @@ learning rate and schedule: LOLNeRF has "network" and "latent", the latent table
 a sparse `tf.IndexedSlices`), computes each batch's loss terms, and provides the per-replica
 dataset and the image summaries. The trainer owns the rest: the strategy, one optimiser per
 group, a step counter, a `tf.train.CheckpointManager` and the TensorBoard writers. It names no
-family; `python -m tfglo.train` builds it for LOLNeRF (`tfglo.lolnerf.family`).
+family; `python -m tfglo.train` builds it for the family `--model` names (`tfglo.engine.launch`).
 
 Distribution. Everything with state (model, optimisers, step) is created inside
 `strategy.scope()` and fully built *before* the first `tf.function` runs: Keras 3 creates optimiser
@@ -41,12 +41,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import tensorflow as tf
 
 from tfglo.engine import family as family_lib
+from tfglo.utils import configs as configs_lib
 
 STRATEGIES = ("mirrored", "multi_worker", "tpu", "one_device")
 LATENT_OPTIMIZERS = ("lazy_adam", "adam")
@@ -112,6 +113,13 @@ class TrainConfig:
     tpu: str = ""
     jit_compile: bool = False
     seed: int = 0
+
+    # Its command-line flags (`tfglo.utils.configs`): the decay keeps its `lr_` flag names, and
+    # the strategy and latent optimiser are enum flags; every family with this section shares them.
+    FLAG_NAMES: ClassVar[configs_lib.FlagNames] = configs_lib.FlagNames(
+        names={"decay_rate": "lr_decay_rate", "decay_steps": "lr_decay_steps"},
+        choices={"strategy": STRATEGIES, "latent_optimizer": LATENT_OPTIMIZERS},
+    )
 
     def __post_init__(self):
         if self.num_steps < 0:

@@ -8,6 +8,11 @@ exponential decay; checkpoints therefore hold `network_optimizer` and `latent_op
 always have. Loss: `nerf.losses.total_loss` (colour MSE + mask + hard surface) on random ray
 batches of the dataset directory (`data.pipeline.train_dataset`). Serving: `lolnerf.serving`.
 
+Flags (`python -m tfglo.train --model=lolnerf`, the default): every field of the four sections
+(`FLAG_SPEC`), named as the field except for the prefixes ("fg_", "bg_") and the names flagfiles
+used before flags were derived; `num_latents` and `scene_radius` default to the dataset's
+dataset.json (`configs_from_flags`).
+
 `FAMILY` is the instance `tfglo.MODEL_FAMILIES["lolnerf"]` names; `lolnerf_trainer` builds a
 `Trainer` from the four config objects.
 """
@@ -26,12 +31,38 @@ from tfglo.lolnerf import latents, serving, summaries
 from tfglo.lolnerf import model as model_lib
 from tfglo.nerf import config as config_lib
 from tfglo.nerf import losses
+from tfglo.utils import configs as configs_lib
+
+# The settings: every field of the four sections is a flag (tfglo.utils.configs), named as the
+# field except for the prefixes and the flag names that flagfiles used before flags were derived.
+FLAG_SPEC = configs_lib.ConfigFlags(
+    "lolnerf",
+    {
+        "model": model_config_lib.ModelConfig,
+        "loss": config_lib.LossConfig,
+        "train": trainer_lib.TrainConfig,
+        "data": pipeline.RayBatchConfig,
+    },
+    naming={
+        config_lib.ForegroundConfig: configs_lib.FlagNames(prefix="fg_"),
+        config_lib.BackgroundConfig: configs_lib.FlagNames(
+            prefix="bg_", names={"enabled": "background"}
+        ),
+        pipeline.RayBatchConfig: configs_lib.FlagNames(names={"verify": "verify_data"}),
+    },
+    shared=("seed", "scene_radius"),
+    defaults_from={
+        "num_latents": "dataset.json's num_latents",
+        "scene_radius": "dataset.json's scene_radius, else 1",
+    },
+)
 
 
 class LOLNeRFFamily(family_lib.ModelFamily):
     """LOLNeRF: a latent table and conditioned fields, trained by GLO (module docstring)."""
 
     name = "lolnerf"
+    display_name = "LOLNeRF"
     sections = {
         "model": model_config_lib.ModelConfig,
         "loss": config_lib.LossConfig,
@@ -39,6 +70,34 @@ class LOLNeRFFamily(family_lib.ModelFamily):
         "data": pipeline.RayBatchConfig,
     }
     checkpoint_sections = ("model",)
+
+    def flag_spec(self) -> configs_lib.ConfigFlags:
+        return FLAG_SPEC
+
+    def configs_from_flags(self, values, dataset_metadata) -> dict[str, Any]:
+        """The four sections from flag values; the latent table and the scene radius default to
+        the dataset's (dataset.json's num_latents; its scene_radius, else 1).
+
+        Raises:
+          ValueError: invalid values (the message names the setting), no num_latents anywhere,
+            or a latent table smaller than the dataset's latent ids.
+        """
+        dataset_latents = int(dataset_metadata.get("num_latents") or 0)
+        num_latents = values["num_latents"] or dataset_latents
+        if num_latents < 1:
+            raise ValueError("dataset.json has no num_latents: pass --num_latents")
+        if num_latents < dataset_latents:
+            raise ValueError(
+                f"--num_latents={num_latents} is smaller than the dataset's {dataset_latents}"
+            )
+        radius = float(values["scene_radius"] or pipeline.scene_radius(dataset_metadata))
+        values = dict(values, num_latents=num_latents, scene_radius=radius)
+        return self.check_configs(FLAG_SPEC.build(values))
+
+    def describe(self, configs) -> str:
+        data = configs["data"]
+        rays = data.images_per_batch * data.rays_per_image
+        return f"{configs['model'].num_latents} latents, {rays} rays/step"
 
     def build_model(self, configs) -> model_lib.LOLNeRF:
         model = model_lib.LOLNeRF(configs["model"])

@@ -1,8 +1,9 @@
 """Configuration of the shared NeRF parts: fields, volume rendering, loss weights.
 
 Plain frozen dataclasses (DESIGN.md section 5): library code takes them, the apps build them from
-flags (`tfglo.utils.configs.define_flags`), and `tfglo.utils.configs.to_dict` / `from_dict` turn
-them into the JSON of a run directory's config.json and back.
+flags derived from their fields (`tfglo.utils.configs.ConfigFlags`), and
+`tfglo.utils.configs.to_dict` / `from_dict` turn them into the JSON of a run directory's
+config.json and back.
 """
 
 import dataclasses

@@ -32,7 +32,7 @@ class ImageRenderer:
     Args:
       model: an object with `render_rays(origins [N, 3], directions [N, 3], latents [N, D],
         training=False) -> dict` returning at least rgb `[N, 3]`, depth `[N]`, alpha `[N]`
-        (e.g. `tfglo.lolnerf.LOLNeRF`), and optionally `config.render.chunk_size`.
+        (e.g. `tfglo.lolnerf.model.LOLNeRF`), and optionally `config.render.chunk_size`.
       chunk_size: rays per chunk; defaults to `model.config.render.chunk_size` (else 4096).
       jit_compile: compile the chunk function with XLA.
     """

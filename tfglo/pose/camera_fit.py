@@ -30,7 +30,8 @@ The unknowns are K canonical 3D points shared by all M images and one rigid pose
    without them. These rounds use a robust loss (soft L1) so that a bad image cannot spread its
    error over the others; the inliers are then refined with plain least squares.
 
-Cameras are OpenCV world-to-camera [R | t] as in `tfglo.camera` (+x right, +y down, +z forward).
+Cameras are OpenCV world-to-camera [R | t] as in `tfglo.geometry.camera` (+x right, +y down,
++z forward).
 Pure numpy/scipy: no TensorFlow import.
 """
 
@@ -190,8 +191,9 @@ class FitResult:
         }
 
 
-_LOSSES = ("linear", "soft_l1", "huber")
-_SOLVERS = ("schur", "scipy")
+# The accepted values of `CameraFitConfig.loss` / `outlier_loss` and of `solver`.
+LOSSES = ("linear", "soft_l1", "huber")
+SOLVERS = ("schur", "scipy")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -884,10 +886,10 @@ def fit_cameras(points_2d, intrinsics, config: CameraFitConfig | None = None) ->
     """
     config = config or CameraFitConfig()
     for loss in (config.loss, config.outlier_loss):
-        if loss not in _LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose from {_LOSSES}")
-    if config.solver not in _SOLVERS:
-        raise ValueError(f"unknown solver {config.solver!r}; choose from {_SOLVERS}")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose from {LOSSES}")
+    if config.solver not in SOLVERS:
+        raise ValueError(f"unknown solver {config.solver!r}; choose from {SOLVERS}")
     points_2d = np.asarray(points_2d, np.float64)
     if points_2d.ndim != 3 or points_2d.shape[-1] != 2:
         raise ValueError(f"points_2d must be [M, K, 2], got {points_2d.shape}")

@@ -8,14 +8,14 @@ manager: the Tasks objects hold native resources and raise at interpreter exit w
         detection = analyzer.detect(image)          # all faces, largest first
         mask = analyzer.segment(crop)               # [S, S] person confidence
 
-Images are numpy arrays decoded by PIL (see `tfglo.photos`), wrapped with
+Images are numpy arrays decoded by PIL (see `tfglo.data.photos`), wrapped with
 `mp.Image(image_format=mp.ImageFormat.SRGB, data=...)` as contiguous uint8 (MediaPipe's own file
 decoder fails on some JPEGs that PIL reads).
 
 Landmark coordinates: MediaPipe returns x, y normalised by the image width and height and z in
 "roughly the same scale as x" (relative to the face's centre depth, negative towards the camera).
 Here they are all converted to pixels of the analysed image: x * W, y * H, z * W, with pixel
-centres at +0.5 as in `tfglo.camera` (MediaPipe's normalised coordinates treat the image as
+centres at +0.5 as in `tfglo.geometry.camera` (MediaPipe's normalised coordinates treat the image as
 the continuous square [0, 1]^2, the same convention).
 """
 
@@ -36,7 +36,7 @@ class LandmarkerConfig:
 
     Attributes:
       face_landmarker_model: a `.task` file; None: `TFGLO_FACE_LANDMARKER_MODEL` or the bundled
-        one (`tfglo.model_files.resolve`).
+        one (`tfglo.pose.model_files.resolve`).
       selfie_segmenter_model: a `.tflite` file; None: `TFGLO_SELFIE_SEGMENTER_MODEL` or bundled.
       max_faces: how many faces the landmarker may return per photo (> 1 so that group photos
         are noticed and the largest face is chosen deliberately).

@@ -4,7 +4,6 @@ Library code never reads flags; only the apps (`tfglo.evaluate`, `tfglo.render`,
 use these.
 """
 
-import os
 import resource
 import sys
 
@@ -44,13 +43,15 @@ def peak_rss_mib() -> float:
 
 
 def run_app(main, define_flags, argv=None) -> None:
-    """Starts an app: quiet TensorFlow's C++ log (unless set), define its flags, `app.run(main)`.
+    """Starts an app: quiet TensorFlow's C++ log (`tf_logs`), define its flags, `app.run(main)`.
 
     Args:
       main: the app's `main(argv)`.
       define_flags: the app's flag definer, called with no arguments (global `FLAGS`).
       argv: command line (default: `sys.argv`).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfglo.utils import tf_logs
+
+    tf_logs.quiet_start()  # the app module has called it already; the environment stays set
     define_flags()
     app.run(main, argv=argv)

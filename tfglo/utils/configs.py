@@ -20,6 +20,10 @@ So adding a field adds its flag. Two fields map to one flag only where the app s
 (`shared`, e.g. the seed of TrainConfig and RayBatchConfig); any other clash is an error naming
 both fields. Settings whose default comes from the data (`defaults_from`, e.g. the number of
 latents from dataset.json) get flags that default to None; the app fills them in before `build`.
+
+An app configured by one of several alternatives (the train app: one `ConfigFlags` per model
+family) defines the flags of all of them with `FlagSet`: a flag name two alternatives share must
+mean the same in both (kind, default, choices and help text); it is then one flag, else an error.
 """
 
 import dataclasses
@@ -200,98 +204,20 @@ class FlagNames:
     skip: Collection[str] = ()
 
 
-# A field -> flag binding tree per config: field name -> flag name, or a nested tree.
-_Tree = dict[str, Any]
+class FlagTable:
+    """An app's flags by name (`flags`), defined in, read from and parsed like absl's.
 
-
-class ConfigFlags:
-    """The flags of one app, derived from its config dataclasses (see the module docstring).
-
-    Args:
-      app: the app's name in messages, e.g. "tfglo.train".
-      configs: key -> config class, e.g. {"model": ModelConfig, "train": TrainConfig}; `build`
-        returns one instance per key.
-      naming: config class -> `FlagNames` (classes not listed: field names as they are).
-      shared: flag names that several fields set together (any other clash raises).
-      defaults_from: flag name -> where its value comes from when the flag is not given (e.g.
-        "dataset.json's num_latents"); the flag defaults to None and the app fills it in.
-      extra: the app's own flags that set no config field (--run_dir, --output, ...), first.
-
-    Raises:
-      TypeError: a field's type has no flag kind (list it in its class's `FlagNames.skip`).
-      ValueError: two fields map to one flag name that is not in `shared`, or shared fields
-        disagree on kind or default.
+    The base of `ConfigFlags` and `FlagSet`: subclasses fill `app` (the app's name in messages)
+    and `flags` (flag name -> `Flag`, in definition order).
     """
 
-    def __init__(
-        self,
-        app: str,
-        configs: Mapping[str, type],
-        naming: Mapping[type, FlagNames] | None = None,
-        shared: Collection[str] = (),
-        defaults_from: Mapping[str, str] | None = None,
-        extra: Sequence[Flag] = (),
-    ):
-        self.app = app
-        self._naming = dict(naming or {})
-        self._shared = set(shared)
-        self._defaults_from = dict(defaults_from or {})
-        self.flags: dict[str, Flag] = {flag.name: flag for flag in extra}
-        self._trees = {key: self._bind(cls) for key, cls in configs.items()}
-        self._configs = dict(configs)
-        for name, flag in self.flags.items():
-            if name in self._defaults_from:
-                flag = dataclasses.replace(
-                    flag, help=f"{flag.help} Default: {self._defaults_from[name]}."
-                )
-            if flag.fields:  # the help ends with the fields the flag sets
-                flag = dataclasses.replace(flag, help=f"{flag.help} ({', '.join(flag.fields)})")
-            self.flags[name] = flag
-        for name in set(self._shared) | set(self._defaults_from):
-            if name not in self.flags:
-                raise ValueError(f"{app}: {name!r} names no flag derived from the configs")
+    app: str
+    flags: dict[str, Flag]
 
     @property
     def names(self) -> list[str]:
         """Every flag name, in definition order."""
         return list(self.flags)
-
-    def _bind(self, cls: type) -> _Tree:
-        naming = self._naming.get(cls, FlagNames())
-        docs = attribute_docs(cls)
-        hints = typing.get_type_hints(cls)
-        tree: _Tree = {}
-        for field in dataclasses.fields(cls):
-            if field.name in naming.skip or not field.init:
-                continue
-            annotation = hints[field.name]
-            if dataclasses.is_dataclass(annotation):
-                tree[field.name] = self._bind(annotation)
-                continue
-            name = naming.names.get(field.name, naming.prefix + field.name)
-            flag = _field_flag(cls, field, annotation, name, docs, naming.choices)
-            if name in self._defaults_from:
-                flag = dataclasses.replace(flag, default=None)
-            tree[field.name] = name
-            self._add(flag)
-        return tree
-
-    def _add(self, flag: Flag) -> None:
-        old = self.flags.get(flag.name)
-        if old is None:
-            self.flags[flag.name] = flag
-            return
-        where = f"{self.app}: --{flag.name} would set {', '.join(old.fields + flag.fields)}"
-        if flag.name not in self._shared or not old.fields:
-            raise ValueError(
-                f"{where}; give one a prefix or a name (FlagNames), or list it in `shared`"
-            )
-        if (old.kind, old.default, old.enum_values) != (flag.kind, flag.default, flag.enum_values):
-            raise ValueError(f"{where}, which disagree on the flag's kind or default")
-        help_text = old.help if flag.help in old.help else f"{old.help} {flag.help}"
-        self.flags[flag.name] = dataclasses.replace(
-            old, fields=old.fields + flag.fields, help=help_text
-        )
 
     def define(self, flag_values: flags.FlagValues = flags.FLAGS) -> None:
         """Defines every flag (a flag another app already defined in `flag_values` is shared)."""
@@ -349,6 +275,103 @@ class ConfigFlags:
             except (ValueError, TypeError) as e:
                 raise ValueError(f"{where}: bad value for --{name}: {e}") from e
 
+
+# A field -> flag binding tree per config: field name -> flag name, or a nested tree.
+_Tree = dict[str, Any]
+
+
+class ConfigFlags(FlagTable):
+    """The flags of one app, derived from its config dataclasses (see the module docstring).
+
+    Args:
+      app: the app's name in messages, e.g. "tfglo.train".
+      configs: key -> config class, e.g. {"model": ModelConfig, "train": TrainConfig}; `build`
+        returns one instance per key.
+      naming: config class -> `FlagNames`; a class not listed uses its `FLAG_NAMES` class
+        attribute if it has one (the naming every app of that config shares), else the field
+        names as they are.
+      shared: flag names that several fields set together (any other clash raises).
+      defaults_from: flag name -> where its value comes from when the flag is not given (e.g.
+        "dataset.json's num_latents"); the flag defaults to None and the app fills it in.
+      extra: the app's own flags that set no config field (--run_dir, --output, ...), first.
+      help_prefix: put before the help of every derived flag (e.g. "transforms: " where an app
+        has flags of several sources).
+
+    Raises:
+      TypeError: a field's type has no flag kind (list it in its class's `FlagNames.skip`).
+      ValueError: two fields map to one flag name that is not in `shared`, or shared fields
+        disagree on kind or default.
+    """
+
+    def __init__(
+        self,
+        app: str,
+        configs: Mapping[str, type],
+        naming: Mapping[type, FlagNames] | None = None,
+        shared: Collection[str] = (),
+        defaults_from: Mapping[str, str] | None = None,
+        extra: Sequence[Flag] = (),
+        help_prefix: str = "",
+    ):
+        self.app = app
+        self._help_prefix = help_prefix
+        self._naming = dict(naming or {})
+        self._shared = set(shared)
+        self._defaults_from = dict(defaults_from or {})
+        self.flags: dict[str, Flag] = {flag.name: flag for flag in extra}
+        self._trees = {key: self._bind(cls) for key, cls in configs.items()}
+        self._configs = dict(configs)
+        for name, flag in self.flags.items():
+            if name in self._defaults_from:
+                flag = dataclasses.replace(
+                    flag, help=f"{flag.help} Default: {self._defaults_from[name]}."
+                )
+            if flag.fields:  # the help ends with the fields the flag sets
+                flag = dataclasses.replace(flag, help=f"{flag.help} ({', '.join(flag.fields)})")
+            self.flags[name] = flag
+        for name in set(self._shared) | set(self._defaults_from):
+            if name not in self.flags:
+                raise ValueError(f"{app}: {name!r} names no flag derived from the configs")
+
+    def _bind(self, cls: type) -> _Tree:
+        naming = self._naming.get(cls) or getattr(cls, "FLAG_NAMES", None) or FlagNames()
+        docs = attribute_docs(cls)
+        hints = typing.get_type_hints(cls)
+        tree: _Tree = {}
+        for field in dataclasses.fields(cls):
+            if field.name in naming.skip or not field.init:
+                continue
+            annotation = hints[field.name]
+            if dataclasses.is_dataclass(annotation):
+                tree[field.name] = self._bind(annotation)
+                continue
+            name = naming.names.get(field.name, naming.prefix + field.name)
+            flag = _field_flag(cls, field, annotation, name, docs, naming.choices)
+            if self._help_prefix:
+                flag = dataclasses.replace(flag, help=self._help_prefix + flag.help)
+            if name in self._defaults_from:
+                flag = dataclasses.replace(flag, default=None)
+            tree[field.name] = name
+            self._add(flag)
+        return tree
+
+    def _add(self, flag: Flag) -> None:
+        old = self.flags.get(flag.name)
+        if old is None:
+            self.flags[flag.name] = flag
+            return
+        where = f"{self.app}: --{flag.name} would set {', '.join(old.fields + flag.fields)}"
+        if flag.name not in self._shared or not old.fields:
+            raise ValueError(
+                f"{where}; give one a prefix or a name (FlagNames), or list it in `shared`"
+            )
+        if (old.kind, old.default, old.enum_values) != (flag.kind, flag.default, flag.enum_values):
+            raise ValueError(f"{where}, which disagree on the flag's kind or default")
+        help_text = old.help if flag.help in old.help else f"{old.help} {flag.help}"
+        self.flags[flag.name] = dataclasses.replace(
+            old, fields=old.fields + flag.fields, help=help_text
+        )
+
     def field_values(self, values: Mapping[str, Any], key: str) -> dict[str, Any]:
         """The keyword arguments of config `key` that the flag values set (nested as dicts).
 
@@ -371,10 +394,143 @@ class ConfigFlags:
         Raises:
           ValueError: a value the config rejects (its message names the setting).
         """
-        return {
-            key: _construct(self._configs[key], self.field_values(values, key))
-            for key in self._configs
-        }
+        return {key: self.build_config(key, values) for key in self._configs}
+
+    def build_config(self, key: str, values: Mapping[str, Any], **fields):
+        """Config `key` from flag values; `fields` set the fields that have no flag (skipped
+        ones, e.g. a required path the app checks itself) or replace a flag's.
+
+        Raises:
+          ValueError: a value the config rejects (its message names the setting).
+        """
+        kwargs = self.field_values(values, key)
+        kwargs.update(fields)
+        return _construct(self._configs[key], kwargs)
+
+
+class FlagSet(FlagTable):
+    """The flags of an app configured by one of several alternatives, e.g. one `ConfigFlags` per
+    model family: the flags of every alternative are defined, and the app builds the configs of
+    the one chosen at run time (`names_of` / `values_of` select its flags).
+
+    A name two alternatives share is one flag when it means the same in both: the same kind,
+    default, choices, list element and length, and the same meaning: a config field in common
+    (both families' `--seed` set `TrainConfig.seed`, one's also its data config's seed), or the
+    same help text, or one's containing the other's (a subclass's field documented as its base
+    class's). Otherwise it is an error naming both, unless the app states the common meaning in
+    `shared_help` (e.g. the synthetic classes' `--train_views`, whose docstrings each speak of
+    their own objects); kind, default and choices must agree all the same. The merged flag
+    keeps the longer help text and lists every field it sets.
+
+    Args:
+      app: the app's name in messages, e.g. "tfglo.train".
+      alternatives: key -> `ConfigFlags` (or another `FlagSet`), e.g. {"lolnerf": ...,
+        "nerf_vae": ...}.
+      extra: the app's own flags (first), common to every alternative; an alternative may not
+        derive a flag of the same name.
+      selector: the flag that picks the alternative (e.g. "model"), for `check_unused`'s
+        messages.
+      shared_help: flag name -> its help text where alternatives describe it differently.
+
+    Raises:
+      ValueError: a shared name with different meanings, or a clash with an `extra` flag.
+    """
+
+    def __init__(
+        self,
+        app: str,
+        alternatives: Mapping[str, FlagTable],
+        extra: Sequence[Flag] = (),
+        selector: str | None = None,
+        shared_help: Mapping[str, str] | None = None,
+    ):
+        self.app = app
+        self.alternatives = dict(alternatives)
+        self.selector = selector
+        self._shared_help = dict(shared_help or {})
+        self.flags = {flag.name: flag for flag in extra}
+        self._own = tuple(self.flags)
+        # flag name -> the alternatives that have it
+        self.owners: dict[str, list[str]] = {}
+        for key, spec in self.alternatives.items():
+            for flag in spec.flags.values():
+                self._add(key, flag)
+        for name, text in self._shared_help.items():
+            if name not in self.flags:
+                raise ValueError(f"{app}: shared_help names no flag {name!r}")
+            flag = self.flags[name]
+            fields = f" ({', '.join(flag.fields)})" if flag.fields else ""
+            self.flags[name] = dataclasses.replace(flag, help=text + fields)
+
+    def _add(self, key: str, flag: Flag) -> None:
+        old = self.flags.get(flag.name)
+        if old is None:
+            self.flags[flag.name] = flag
+            self.owners[flag.name] = [key]
+            return
+        if flag.name in self._own:
+            raise ValueError(f"{self.app}: --{flag.name} of {key} clashes with the app's own flag")
+        differences = [
+            f"{what} {a!r} vs {b!r}"
+            for what, a, b in (
+                ("kind", old.kind, flag.kind),
+                ("default", old.default, flag.default),
+                ("choices", old.enum_values, flag.enum_values),
+                ("list element", old.element, flag.element),
+                ("list length", old.length, flag.length),
+            )
+            if a != b
+        ]
+        if not (flag.name in self._shared_help or _same_meaning(old, flag)):
+            differences.append(f"help {_meaning(old)!r} vs {_meaning(flag)!r}")
+        if differences:
+            raise ValueError(
+                f"{self.app}: --{flag.name} means different things in {self.owners[flag.name]} "
+                f"and {key!r} ({'; '.join(differences)}): give the settings one meaning (same "
+                "type, default and docstring line) or different flag names (FlagNames)"
+            )
+        fields = old.fields + tuple(f for f in flag.fields if f not in old.fields)
+        meaning = max(_meaning(old), _meaning(flag), key=len)
+        help_text = f"{meaning} ({', '.join(fields)})" if fields else meaning
+        self.flags[flag.name] = dataclasses.replace(old, fields=fields, help=help_text)
+        self.owners[flag.name].append(key)
+
+    def names_of(self, key: str) -> list[str]:
+        """The app's own flags and those of alternative `key`, in definition order.
+
+        Raises:
+          KeyError: `key` is no alternative.
+        """
+        mine = set(self.alternatives[key].flags) | set(self._own)
+        return [name for name in self.flags if name in mine]
+
+    def values_of(self, key: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The entries of `values` (every flag's) that alternative `key` and the app use."""
+        return {name: values[name] for name in self.names_of(key)}
+
+    def check_unused(self, key: str, values: Mapping[str, Any]) -> None:
+        """Refuses flags of other alternatives set away from their defaults (a setting that
+        would silently do nothing).
+
+        Raises:
+          ValueError: "--NAME does not apply to --SELECTOR=KEY" for the first such flag.
+        """
+        mine = set(self.names_of(key))
+        for name, flag in self.flags.items():
+            if name not in mine and name in values and values[name] != flag.default:
+                where = f"--{self.selector}={key}" if self.selector else repr(key)
+                raise ValueError(f"--{name} does not apply to {where}")
+
+
+def _same_meaning(a: Flag, b: Flag) -> bool:
+    """A field in common, or one help text (without the fields) within the other."""
+    first, second = _meaning(a), _meaning(b)
+    return bool(set(a.fields) & set(b.fields)) or first in second or second in first
+
+
+def _meaning(flag: Flag) -> str:
+    """A flag's help text without the fields it sets (the part that says what it means)."""
+    return flag.help.removesuffix(f" ({', '.join(flag.fields)})") if flag.fields else flag.help
 
 
 def _construct(cls: type, kwargs: dict[str, Any]):
