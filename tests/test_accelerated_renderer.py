@@ -89,9 +89,9 @@ def _image_rays(yaw=0.0, pitch=0.0, distance=3.0, size=IMAGE_SIZE, latent=(0.0, 
     return origins, directions, latents
 
 
-def _render_both(field, config, origins, directions, latents):
+def _render_both(field, config, origins, directions, latents, exact_config=None):
     """(exact, accelerated, grid) renders of the same rays; the field's counter is reset first."""
-    exact = VolumeRenderer(config).render_rays(
+    exact = VolumeRenderer(exact_config or config).render_rays(
         field, None, origins, directions, latents, training=False
     )
     renderer = accelerated_renderer.AcceleratedRenderer(config)
@@ -101,17 +101,25 @@ def _render_both(field, config, origins, directions, latents):
     return exact, fast, grid
 
 
+BALLS = (
+    ("opaque_ball", 1e4, 0.5, (0.0, 0.0, 0.0), 0.0),
+    ("soft_ball", 3.0, 0.5, (0.0, 0.0, 0.0), 0.0),
+    ("off_centre_ball_from_the_side", 1e4, 0.5, (0.3, -0.2, 0.1), 0.9),
+    ("small_ball", 50.0, 0.15, (0.2, 0.1, 0.0), 0.4),
+)
+
+
 class AnalyticSceneTest(parameterized.TestCase):
     @parameterized.named_parameters(
-        ("opaque_ball", 1e4, 0.5, (0.0, 0.0, 0.0), 0.0),
-        ("soft_ball", 3.0, 0.5, (0.0, 0.0, 0.0), 0.0),
-        ("off_centre_ball_from_the_side", 1e4, 0.5, (0.3, -0.2, 0.1), 0.9),
-        ("small_ball", 50.0, 0.15, (0.2, 0.1, 0.0), 0.4),
+        (f"{name}_{mode}", *ball, mode)
+        for name, *ball in BALLS
+        for mode in accelerated_renderer.SAMPLING_MODES
     )
-    def test_matches_exact_render_and_analytic_ball(self, sigma, radius, center, yaw):
+    def test_matches_exact_render_and_analytic_ball(self, sigma, radius, center, yaw, sampling):
         field = AnalyticField(shape="ball", sigma=sigma, radius=radius)
         origins, directions, latents = _image_rays(yaw=yaw, latent=center)
-        exact, fast, _ = _render_both(field, _config(), origins, directions, latents)
+        config = _config(accelerated_sampling=sampling)
+        exact, fast, _ = _render_both(field, config, origins, directions, latents)
         # The analytic ball: alpha = 1 - exp(-sigma chord), depth = expected termination.
         offset = origins.numpy() - np.asarray(center, np.float32)
         b = np.sum(offset * directions.numpy(), -1)
@@ -129,12 +137,15 @@ class AnalyticSceneTest(parameterized.TestCase):
             for name, r in (("exact", exact), ("fast", fast))
         }
         self.assertLessEqual(error["fast"].mean(), error["exact"].mean() + 2e-3)
-        # Away from the silhouette (one coarse stratum, 2 / 32) they agree to the termination
-        # threshold in colour and opacity, and to half a stratum in depth.
+        # Away from the silhouette (one coarse stratum, 2 / 32), "importance" agrees with the
+        # exact renderer to the termination threshold in colour and opacity (the same strata,
+        # shifted); "dense" is another quadrature (one pass of 64 strata), within its error of a
+        # soft edge crossing a stratum (sigma x stratum / 2 ~ 0.05 optical depth at sigma 3).
         clear = np.abs(line_distance - radius) > 0.07
+        tolerance = 2e-3 if sampling == "importance" else 0.025
         for key in ("alpha", "rgb"):
             np.testing.assert_allclose(
-                fast[key].numpy()[clear], exact[key].numpy()[clear], atol=2e-3, err_msg=key
+                fast[key].numpy()[clear], exact[key].numpy()[clear], atol=tolerance, err_msg=key
             )
         solid = clear & (alpha > 0.5)
         self.assertGreater(solid.sum(), 3)
@@ -148,11 +159,15 @@ class AnalyticSceneTest(parameterized.TestCase):
         np.testing.assert_array_equal(counts[line_distance > radius + 0.2], 0)
         self.assertLess(counts.mean(), 0.35 * 64)
 
-    def test_fully_occupied_scene_is_the_exact_quadrature(self):
+    @parameterized.parameters(*accelerated_renderer.SAMPLING_MODES)
+    def test_fully_occupied_scene_is_the_exact_quadrature(self, sampling):
         # Density everywhere, too thin to stop a ray: every sample of the exact renderer is taken
-        # at the same place, so the two agree to rounding.
+        # at the same place, so the two agree to rounding. "dense" is the exact renderer with
+        # all 64 samples stratified and no importance pass.
         field = AnalyticField(shape="everywhere", sigma=0.3)
-        exact, fast, grid = _render_both(field, _config(), *_image_rays())
+        config = _config(accelerated_sampling=sampling)
+        exact_config = config if sampling == "importance" else _config(num_coarse=64, num_fine=0)
+        exact, fast, grid = _render_both(field, config, *_image_rays(), exact_config=exact_config)
         self.assertTrue(bool(tf.reduce_all(grid)))
         for key in ("rgb", "alpha", "depth"):
             np.testing.assert_allclose(fast[key], exact[key], atol=2e-5, err_msg=key)
@@ -208,8 +223,9 @@ class OccupancyGridTest(parameterized.TestCase):
         directions = np.tile([[1.0, 0.0, 0.0]], (ys.size, 1))
         latents = np.zeros((ys.size, 3))
         fast = renderer.render_rays(field, None, origins, directions, latents, grid)
-        expected = 1.0 - np.exp(-80.0 * cell)  # 0.993
-        np.testing.assert_allclose(fast["alpha"], expected, atol=0.02)
+        # Analytic opacity 1 - exp(-80 cell) = 0.993; the march's 1/64 strata resolve a wall of
+        # two strata to within a few percent, so: kept, and nearly opaque on every ray.
+        self.assertGreater(float(tf.reduce_min(fast["alpha"])), 0.95)
         np.testing.assert_allclose(fast["depth"], 3.0 + offset, atol=cell)
 
     def test_without_dilation_only_the_covered_plane(self):
@@ -237,6 +253,7 @@ class OccupancyGridTest(parameterized.TestCase):
         ("dilation", dict(occupancy_dilation=-1), "occupancy_dilation"),
         ("termination", dict(termination_threshold=1.0), "termination_threshold"),
         ("group", dict(march_group_size=0), "march_group_size"),
+        ("sampling", dict(accelerated_sampling="uniform"), "accelerated_sampling"),
         ("coarse", dict(num_coarse=0), "num_coarse"),
     )
     def test_rejects_bad_settings(self, overrides, message):
@@ -259,7 +276,7 @@ class EarlyTerminationTest(parameterized.TestCase):
             counts[name] = int(field.evaluations.numpy())
             self.assertEqual(counts[name], int(tf.reduce_sum(renders[name]["samples_per_ray"])))
         # Without termination a ray through the ball samples its whole occupied chord; with it,
-        # one or two groups of 8 per pass.
+        # a few groups of `march_group_size` samples.
         self.assertLess(counts["default"], 0.45 * counts["none"])
         for key in ("rgb", "alpha"):
             np.testing.assert_allclose(renders["default"][key], renders["none"][key], atol=1e-3)
@@ -341,6 +358,22 @@ class TrainedModelTest(parameterized.TestCase):
         self.assertLess(max(abs(d) for d in psnr_diffs), 0.1)
         self.assertGreater(min(agreement), 40.0)
         self.assertLess(np.mean(samples), 0.6)
+
+    def test_chunk_without_occupied_cells(self):
+        # The real ForegroundField is never called on an empty batch (it cannot reshape one).
+        config = self.model.config.render
+        renderer = accelerated_renderer.AcceleratedRenderer(config)
+        empty = tf.zeros([config.occupancy_resolution] * 3, tf.bool)
+        origins, directions, _ = _image_rays(size=4, distance=4.0)
+        latents = tf.broadcast_to(self.model.latent_table.embeddings[:1], [16, 8])
+        out = tf.function(renderer.render_rays)(
+            self.model.foreground, self.model.background, origins, directions, latents, empty
+        )
+        np.testing.assert_array_equal(out["samples_per_ray"], 0)
+        np.testing.assert_array_equal(out["alpha"], 0.0)
+        np.testing.assert_allclose(
+            out["rgb"], self.model.background(directions, latents), atol=1e-6
+        )
 
     def test_grid_cache_follows_latent_and_weights(self):
         renderer = image_renderer_lib.ImageRenderer(self.model, accelerate=True)

@@ -23,6 +23,7 @@ from tfglo.geometry.camera import (
     make_camera,
     orbit_cameras,
 )
+from tfglo.nerf import accelerated_renderer
 from tfglo.nerf.accelerated_renderer import AcceleratedRenderer
 from tfglo.utils import benchmarking
 
@@ -84,10 +85,15 @@ class ImageRenderer:
                     f"field (model.foreground), got {type(model).__name__}"
                 )
             samples = render_config.num_coarse + render_config.num_fine
-            self.accelerated = AcceleratedRenderer(render_config, chunk_size * samples)
-            self._render_chunk = tf.function(self._accelerated_chunk)
+            self.accelerated = AcceleratedRenderer(
+                render_config,
+                min(accelerated_renderer.GRID_POINTS_PER_CHUNK, chunk_size * samples),
+            )
+            # No autograph: the accelerated path has no tensor-dependent Python control flow.
+            self._render_chunk = tf.function(self._accelerated_chunk, autograph=False)
             self._build_grid = tf.function(
-                lambda latent: self.accelerated.build_grid(model.foreground, latent)
+                lambda latent: self.accelerated.build_grid(model.foreground, latent),
+                autograph=False,
             )
             self._fingerprint = tf.function(
                 lambda: tf.stack([tf.reduce_sum(v) for v in model.foreground.weights])
