@@ -35,9 +35,14 @@ class LOLNeRF(keras.Model):
         self.latent_table = latents.LatentTable(
             config.num_latents, config.latent_dim, config.latent_init_std, name="latent_table"
         )
-        self.foreground = fields.ForegroundField(config.foreground, name="foreground")
+        # Mixed precision (config.render.precision) is a dtype policy of the fields alone: the
+        # latent table, the renderer and the losses stay float32.
+        policy = fields.dtype_policy(config.render.precision)
+        self.foreground = fields.ForegroundField(config.foreground, name="foreground", dtype=policy)
         if config.background.enabled:
-            self.background = fields.BackgroundField(config.background, name="background")
+            self.background = fields.BackgroundField(
+                config.background, name="background", dtype=policy
+            )
         else:
             self.background = None
         self.renderer = VolumeRenderer(config.render, name="renderer")

@@ -14,6 +14,23 @@ import tensorflow as tf
 from tfglo.nerf import config as config_lib
 from tfglo.nerf import encoding
 
+# `RenderConfig.precision` -> Keras dtype policy of the field layers.
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def dtype_policy(precision: str) -> keras.DTypePolicy:
+    """The Keras dtype policy of the fields for a `RenderConfig.precision`.
+
+    "mixed_bfloat16" keeps the variables in float32 and runs the matmuls in bfloat16; the fields
+    still encode positions and return density and rgb in float32 (see their `call`).
+
+    Raises:
+      ValueError: a precision not in `PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return keras.DTypePolicy(precision)
+
 
 def foreground_multiply_adds(config: config_lib.ForegroundConfig, latent_dim: int):
     """Multiply-adds of one `ForegroundField` call, as computed by it.
@@ -140,12 +157,14 @@ class ForegroundField(keras.layers.Layer):
           latents: `[N, D]` one latent code per ray, shared by its S samples.
 
         Returns:
-          density `[N, S]` >= 0 (per object unit of length) and rgb `[N, S, 3]` in [0, 1].
+          density `[N, S]` >= 0 (per object unit of length) and rgb `[N, S, 3]` in [0, 1], both
+          float32 whatever the compute dtype.
         """
-        points = tf.cast(points, self.compute_dtype)
         latents = tf.cast(latents, self.compute_dtype)
         shape = tf.shape(points)
-        enc = tf.reshape(self.encoding(points), [-1, self.encoded_dim])
+        # Encoded in float32: sin(2^k x) of a bfloat16 x would be off by up to 2^(k-8) radians.
+        enc = self.encoding(tf.cast(points, tf.float32))
+        enc = tf.reshape(tf.cast(enc, self.compute_dtype), [-1, self.encoded_dim])
         h = None
         for i in range(self.config.depth):
             kernel, bias = self.kernels[i], self.biases[i]
@@ -157,7 +176,8 @@ class ForegroundField(keras.layers.Layer):
                 h = tf.nn.relu(tf.nn.bias_add(tf.linalg.matmul(h, kernel), bias))
         kernel, bias = self.kernels[-1], self.biases[-1]
         raw = tf.nn.bias_add(tf.linalg.matmul(h, kernel), bias)
-        raw = tf.reshape(raw, tf.concat([shape[:2], [4]], 0))
+        # The activations and everything downstream (compositing) run in float32.
+        raw = tf.reshape(tf.cast(raw, tf.float32), tf.concat([shape[:2], [4]], 0))
         density = tf.nn.softplus(raw[..., 0] + self.config.density_bias)
         rgb = tf.sigmoid(raw[..., 1:])
         return density, rgb
@@ -206,15 +226,15 @@ class BackgroundField(keras.layers.Layer):
           latents: `[N, D]` latent codes.
 
         Returns:
-          rgb `[N, 3]` in [0, 1].
+          rgb `[N, 3]` in [0, 1], float32 whatever the compute dtype.
         """
-        directions = tf.cast(directions, self.compute_dtype)
         latents = tf.cast(latents, self.compute_dtype)
-        h = tf.concat([self.encoding(directions), latents], -1)
+        enc = tf.cast(self.encoding(tf.cast(directions, tf.float32)), self.compute_dtype)
+        h = tf.concat([enc, latents], -1)
         for kernel, bias in zip(self.kernels[:-1], self.biases[:-1]):
             h = tf.nn.relu(tf.linalg.matmul(h, kernel) + bias)
         kernel, bias = self.kernels[-1], self.biases[-1]
-        return tf.sigmoid(tf.linalg.matmul(h, kernel) + bias)
+        return tf.sigmoid(tf.cast(tf.linalg.matmul(h, kernel) + bias, tf.float32))
 
     def multiply_adds(self) -> int:
         """Multiply-adds per ray of one call (see `background_multiply_adds`)."""

@@ -2,9 +2,16 @@
 
 An image's H x W rays are cut into chunks of one static size (the last chunk is padded by
 repeating the last ray), so a single traced function renders every chunk and peak memory depends
-on the chunk size, not on the resolution. Only rgb, depth and alpha of each chunk are kept.
+on the chunk size, not on the resolution. Only rgb, depth and alpha of each chunk are kept (and
+the foreground evaluations per ray).
+
+Two paths render a chunk: the exact brute-force `VolumeRenderer` (the model's `render_rays`), or,
+with `RenderConfig.accelerate` (or `accelerate=True`), the `AcceleratedRenderer`: the latent's
+occupancy grid is built once and cached for the following views of the same latent, then each
+chunk samples only occupied space and stops rays at the surface.
 """
 
+import collections
 import math
 
 import tensorflow as tf
@@ -14,13 +21,20 @@ from tfglo.geometry.camera import (
     image_rays,
     make_camera,
 )
+from tfglo.nerf import accelerated_renderer
+from tfglo.nerf.accelerated_renderer import AcceleratedRenderer
 
 DEFAULT_CHUNK_SIZE = 4096
+# Occupancy grids kept per ImageRenderer (one per recently rendered latent).
+MAX_CACHED_GRIDS = 16
+
+
+def _render_config(model):
+    return getattr(getattr(model, "config", None), "render", None)
 
 
 def _default_chunk_size(model) -> int:
-    render_config = getattr(getattr(model, "config", None), "render", None)
-    return int(getattr(render_config, "chunk_size", DEFAULT_CHUNK_SIZE))
+    return int(getattr(_render_config(model), "chunk_size", DEFAULT_CHUNK_SIZE))
 
 
 class ImageRenderer:
@@ -34,20 +48,98 @@ class ImageRenderer:
         training=False) -> dict` returning at least rgb `[N, 3]`, depth `[N]`, alpha `[N]`
         (e.g. `tfglo.lolnerf.model.LOLNeRF`), and optionally `config.render.chunk_size`.
       chunk_size: rays per chunk; defaults to `model.config.render.chunk_size` (else 4096).
-      jit_compile: compile the chunk function with XLA.
+      jit_compile: compile the exact path's chunk function with XLA (the accelerated path has
+        data-dependent shapes and is never compiled).
+      accelerate: use the `AcceleratedRenderer`; None follows `model.config.render.accelerate`
+        (False when the model has no render config). It needs `model.config.render` and the
+        fields as `model.foreground` (and `model.background`, None for a constant colour).
+
+    Raises:
+      ValueError: chunk_size < 1, or `accelerate` for a model without the attributes above.
     """
 
-    def __init__(self, model, chunk_size: int | None = None, jit_compile: bool = False):
+    def __init__(
+        self,
+        model,
+        chunk_size: int | None = None,
+        jit_compile: bool = False,
+        accelerate: bool | None = None,
+    ):
         chunk_size = _default_chunk_size(model) if chunk_size is None else int(chunk_size)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.model = model
         self.chunk_size = chunk_size
-        self._render_chunk = tf.function(self._chunk, jit_compile=jit_compile)
+        render_config = _render_config(model)
+        if accelerate is None:
+            accelerate = bool(getattr(render_config, "accelerate", False))
+        self.accelerate = bool(accelerate)
+        self._grids = collections.OrderedDict()
+        if self.accelerate:
+            if render_config is None or not hasattr(model, "foreground"):
+                raise ValueError(
+                    "accelerated rendering needs a model with config.render and a foreground "
+                    f"field (model.foreground), got {type(model).__name__}"
+                )
+            samples = render_config.num_coarse + render_config.num_fine
+            self.accelerated = AcceleratedRenderer(
+                render_config,
+                min(accelerated_renderer.GRID_POINTS_PER_CHUNK, chunk_size * samples),
+            )
+            # No autograph: the accelerated path has no tensor-dependent Python control flow.
+            self._render_chunk = tf.function(self._accelerated_chunk, autograph=False)
+            self._build_grid = tf.function(
+                lambda latent: self.accelerated.build_grid(model.foreground, latent),
+                autograph=False,
+            )
+            self._fingerprint = tf.function(
+                lambda: tf.stack([tf.reduce_sum(v) for v in model.foreground.weights])
+            )
+        else:
+            self.accelerated = None
+            self._render_chunk = tf.function(self._chunk, jit_compile=jit_compile)
 
-    def _chunk(self, origins, directions, latents):
+    def _chunk(self, origins, directions, latents, grid=None):
+        del grid  # The exact path samples every ray fully.
         result = self.model.render_rays(origins, directions, latents, training=False)
-        return {key: result[key] for key in ("rgb", "depth", "alpha")}
+        out = {key: result[key] for key in ("rgb", "depth", "alpha")}
+        samples = tf.shape(result["z_values"])[-1] if "z_values" in result else 0
+        out["samples_per_ray"] = tf.fill(tf.shape(out["alpha"]), samples)
+        return out
+
+    def _accelerated_chunk(self, origins, directions, latents, grid):
+        result = self.accelerated.render_rays(
+            self.model.foreground,
+            getattr(self.model, "background", None),
+            origins,
+            directions,
+            latents,
+            grid,
+        )
+        return {key: result[key] for key in ("rgb", "depth", "alpha", "samples_per_ray")}
+
+    def grid(self, latent) -> tf.Tensor:
+        """The occupancy grid of `latent` `[D]`, `[G, G, G]` bool (accelerated path only).
+
+        Cached for the last `MAX_CACHED_GRIDS` latents; the key includes a fingerprint of the
+        foreground's weights (the sum of each variable), so a grid is rebuilt after the weights
+        change (e.g. image summaries during training).
+        """
+        if not self.accelerate:
+            raise ValueError("grid() is for the accelerated path (accelerate=True)")
+        latent = tf.convert_to_tensor(latent, tf.float32)
+        key = (latent.numpy().tobytes(), self._fingerprint().numpy().tobytes())
+        if key in self._grids:
+            self._grids.move_to_end(key)
+        else:
+            self._grids[key] = self._build_grid(latent)
+            while len(self._grids) > MAX_CACHED_GRIDS:
+                self._grids.popitem(last=False)
+        return self._grids[key]
+
+    def clear_grids(self) -> None:
+        """Forgets the cached occupancy grids (the next view of each latent rebuilds its grid)."""
+        self._grids.clear()
 
     def __call__(self, latent, camera: Camera, height: int, width: int) -> dict:
         """Renders one image.
@@ -60,7 +152,7 @@ class ImageRenderer:
 
         Returns:
           dict: rgb `[H, W, 3]`, depth `[H, W]` (along the ray, object units; 0 off the object),
-          alpha `[H, W]`.
+          alpha `[H, W]`, samples_per_ray `[H, W]` int32 (foreground evaluations per pixel).
 
         Raises:
           ValueError: a batched camera, a latent that is not a vector, or an empty image.
@@ -90,11 +182,12 @@ class ImageRenderer:
             origins = tf.concat([origins, tf.repeat(origins[-1:], padding, axis=0)], 0)
             directions = tf.concat([directions, tf.repeat(directions[-1:], padding, axis=0)], 0)
         latents = tf.broadcast_to(latent[None, :], [chunk, latent.shape[0]])
+        grid = self.grid(latent) if self.accelerate else None
 
-        pieces = {"rgb": [], "depth": [], "alpha": []}
+        pieces = {"rgb": [], "depth": [], "alpha": [], "samples_per_ray": []}
         for index in range(num_chunks):
             rows = slice(index * chunk, (index + 1) * chunk)
-            result = self._render_chunk(origins[rows], directions[rows], latents)
+            result = self._render_chunk(origins[rows], directions[rows], latents, grid)
             for key, values in pieces.items():
                 values.append(result[key])
         out = {key: tf.concat(values, 0)[:num_rays] for key, values in pieces.items()}
@@ -102,6 +195,7 @@ class ImageRenderer:
             "rgb": tf.reshape(out["rgb"], [height, width, 3]),
             "depth": tf.reshape(out["depth"], [height, width]),
             "alpha": tf.reshape(out["alpha"], [height, width]),
+            "samples_per_ray": tf.reshape(out["samples_per_ray"], [height, width]),
         }
 
 

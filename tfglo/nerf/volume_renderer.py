@@ -53,7 +53,7 @@ def interval_lengths(z_values, near, far) -> tf.Tensor:
     return tf.maximum(bounds[..., 1:] - bounds[..., :-1], 0.0)
 
 
-def composite(z_values, density, rgb, near, far, hit) -> dict:
+def composite(z_values, density, rgb, near, far, hit, deltas=None) -> dict:
     """Alpha-composites samples along rays (front to back).
 
     alpha_i = 1 - exp(-sigma_i delta_i), transmittance T_i = exp(-sum_{j<i} sigma_j delta_j)
@@ -66,12 +66,15 @@ def composite(z_values, density, rgb, near, far, hit) -> dict:
       rgb: `[N, S, 3]` colours in [0, 1].
       near: `[N]`, far `[N]`: the ray's interval inside the sphere.
       hit: `[N]` bool; rays that miss get zero weights.
+      deltas: optional `[N, S]` interval lengths to use instead of `interval_lengths(z_values,
+        near, far)` (the accelerated renderer's intervals skip empty space).
 
     Returns:
       dict with weights `[N, S]`, alpha `[N]` (= sum of weights), rgb_foreground `[N, 3]`
       (premultiplied by alpha) and depth `[N]` (normalised, see the module docstring).
     """
-    deltas = interval_lengths(z_values, near, far)
+    if deltas is None:
+        deltas = interval_lengths(z_values, near, far)
     deltas = tf.where(hit[..., None], deltas, tf.zeros_like(deltas))
     optical_depth = tf.maximum(density, 0.0) * deltas
     transmittance = tf.exp(-tf.cumsum(optical_depth, axis=-1, exclusive=True))
