@@ -211,6 +211,26 @@ _define("integer", "shuffle_buffer", _DATA.shuffle_buffer, "Ray groups in the sh
 _define("boolean", "verify_data", _DATA.verify, "Read every shard once before training.")
 _define("integer", "num_parallel_reads", _DATA.num_parallel_reads, "Shards read concurrently.")
 
+# ---- issue 15 (hard-surface helper): flags of the new LossConfig fields. Temporary: once flags
+# are derived from the config dataclasses these come from LossConfig; drop this block and its
+# two uses in build_configs then. ----
+_define(
+    "enum",
+    "hard_surface_reduction",
+    _LOSS.hard_surface_reduction,
+    "Hard-surface prior: per_ray_sum (sum over a ray's samples, mean over rays) or mean (over "
+    "every sample).",
+    enum_values=list(config_lib.HARD_SURFACE_REDUCTIONS),
+)
+_define(
+    "enum",
+    "hard_surface_samples",
+    _LOSS.hard_surface_samples,
+    "Hard-surface prior on the composite's weights or on the coarse (stratified) pass's.",
+    enum_values=list(config_lib.HARD_SURFACE_SAMPLES),
+)
+# ---- end of the issue 15 block ----
+
 
 def flag_values() -> dict:
     """The values of this app's flags (JSON-able)."""
@@ -316,7 +336,10 @@ def build_configs(values: dict, metadata: dict):
         ),
     )
     loss = config_lib.LossConfig(
-        mask_weight=values["mask_weight"], hard_surface_weight=values["hard_surface_weight"]
+        mask_weight=values["mask_weight"],
+        hard_surface_weight=values["hard_surface_weight"],
+        hard_surface_reduction=values["hard_surface_reduction"],  # issue 15 block
+        hard_surface_samples=values["hard_surface_samples"],  # issue 15 block
     )
     train = trainer.TrainConfig(
         num_steps=values["num_steps"],
