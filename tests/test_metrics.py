@@ -246,3 +246,27 @@ class ViewAngleTest(parameterized.TestCase):
         np.testing.assert_allclose(canonical, [-10.0, 25.0, 5.0], atol=1e-3)
         with pytest.raises(ValueError, match="angle reference"):
             metrics.view_angles(views, "frontal")
+
+
+class CoverageTest(parameterized.TestCase):
+    def test_by_hand(self):
+        alpha = np.array([[1.0, 0.5], [0.2, 0.0]])
+        mask = np.array([[1.0, 1.0], [0.0, 0.0]])
+        got = metrics.foreground_coverage(alpha, mask)
+        self.assertAlmostEqual(got["coverage"], 0.75)  # (1 + 0.5) / 2
+        self.assertAlmostEqual(got["alpha_mean"], 1.7 / 4.0)
+        self.assertAlmostEqual(got["mask_mean"], 0.5)
+        self.assertAlmostEqual(got["opacity_ratio"], 1.7 / 2.0)
+
+    def test_no_mask(self):
+        got = metrics.foreground_coverage(np.ones(3), np.zeros(3))
+        self.assertTrue(math.isnan(got["coverage"]))
+        self.assertIsNone(metrics.coverage_warning(got["coverage"]))
+
+    @parameterized.parameters((0.1, True), (0.49, True), (0.5, False), (0.95, False))
+    def test_warning(self, coverage, warns):
+        message = metrics.coverage_warning(coverage)
+        self.assertEqual(message is not None, warns)
+        if warns:
+            self.assertIn(f"{coverage:.0%}", message)
+            self.assertIn("--mask_weight", message)

@@ -8,6 +8,8 @@ Python float, so evaluation code and tests can call them on single images:
 - `mask_iou`: intersection over union of a predicted opacity and a mask, both thresholded at 0.5.
 - `depth_errors`: mean absolute depth error on the foreground, raw and after the least-squares
   scale that best maps the prediction onto the ground truth (object units).
+- `foreground_coverage` / `coverage_warning`: the share of the mask that the foreground field
+  covers (near 0 when the foreground/background split has collapsed), and its warning.
 - `hardness`: how solid the rendered surface is on the foreground: the fraction of rays whose
   largest sample weight exceeds 0.5, and the mean largest weight (a cloud spreads a ray's
   opacity over many samples; a hard surface puts it on one).
@@ -189,6 +191,59 @@ def hardness(max_weight, mask, threshold: float = HARD_WEIGHT) -> dict[str, floa
         "hard_fraction": float(np.mean(values > threshold)),
         "max_weight_mean": float(np.mean(values)),
     }
+
+
+# Below this share of the mask covered by foreground opacity, the split has likely collapsed
+# (the background field paints the object); the warning of issue 15.
+COVERAGE_WARNING_THRESHOLD = 0.5
+
+
+def foreground_coverage(alpha, mask) -> dict[str, float]:
+    """How much of the masked object the foreground field covers.
+
+    Works on one image `[H, W]` or on a ray batch `[N]` (e.g. a training step's rays).
+
+    Args:
+      alpha: predicted foreground opacity in [0, 1].
+      mask: ground-truth mask in [0, 1], same shape.
+
+    Returns:
+      dict with alpha_mean (mean opacity), mask_mean (mean mask), coverage (sum(alpha * mask) /
+      sum(mask): the mask's share that the foreground covers, 1 when it covers all of it, near
+      0 when the background field paints the object; NaN without mask) and opacity_ratio
+      (alpha_mean / mask_mean; NaN without mask).
+    """
+    alpha, mask = _np(alpha), _np(mask)
+    _check_same_shape(alpha, mask, "foreground_coverage")
+    mask_sum = float(np.sum(mask))
+    alpha_mean = float(np.mean(alpha)) if alpha.size else math.nan
+    mask_mean = float(np.mean(mask)) if mask.size else math.nan
+    if mask_sum <= 0:
+        coverage = ratio = math.nan
+    else:
+        coverage = float(np.sum(alpha * mask) / mask_sum)
+        ratio = alpha_mean / mask_mean
+    return {
+        "alpha_mean": alpha_mean,
+        "mask_mean": mask_mean,
+        "coverage": coverage,
+        "opacity_ratio": ratio,
+    }
+
+
+def coverage_warning(coverage: float, threshold: float = COVERAGE_WARNING_THRESHOLD) -> str | None:
+    """A warning line when the foreground covers less than `threshold` of the mask, else None.
+
+    NaN coverage (no mask) gives None: nothing to judge.
+    """
+    if coverage is None or not math.isfinite(coverage) or coverage >= threshold:
+        return None
+    return (
+        f"the foreground field covers only {coverage:.0%} of the masked object (warning below "
+        f"{threshold:.0%}): the background field is painting the object, and held-out views "
+        "will be poor. Raise --mask_weight, or train with a constant background "
+        "(--nobackground --background_color=R,G,B) when the data's background is one colour."
+    )
 
 
 def image_metrics(
