@@ -90,6 +90,30 @@ class HardSurfaceReductionTest(parameterized.TestCase):
         inside = (w > 0) & (w < 1)
         np.testing.assert_allclose(grad[inside], np.tanh(0.5 - w[inside]) / 2.0, atol=1e-6)
 
+    def test_per_ray_shape_value(self):
+        # Ray 1: all opacity on one sample -> 0. Ray 2: two halves, opacity 1 -> 2 x the value at
+        # one half. Ray 3: two quarters, opacity 0.5 -> the same shape, times its opacity 0.5.
+        weights = [[0.0, 0.7, 0.0], [0.5, 0.5, 0.0], [0.25, 0.0, 0.25]]
+        rays = [float(losses.hard_surface_loss([w], "per_ray_shape")) for w in weights]
+        np.testing.assert_allclose(rays, [0.0, 2 * HARD_AT_HALF, HARD_AT_HALF], atol=1e-6)
+        got = float(losses.hard_surface_loss(weights, "per_ray_shape"))
+        self.assertAlmostEqual(got, np.mean(rays), places=6)
+        # Empty rays (misses) give 0, not NaN.
+        self.assertEqual(float(losses.hard_surface_loss(tf.zeros([2, 4]), "per_ray_shape")), 0.0)
+
+    def test_per_ray_shape_does_not_push_opacity(self):
+        # Scaling a ray's weights leaves its shape alone: the gradient has no component along
+        # the weights themselves (sum_i w_i dL/dw_i = 0), unlike the per-ray sum's.
+        weights = tf.Variable([[0.05, 0.1, 0.3, 0.1, 0.05], [0.2, 0.2, 0.2, 0.2, 0.1]])
+        for reduction, pushes in (("per_ray_shape", False), ("per_ray_sum", True)):
+            with tf.GradientTape() as tape:
+                loss = losses.hard_surface_loss(weights, reduction)
+            along = np.sum(weights.numpy() * tape.gradient(loss, weights).numpy(), -1)
+            if pushes:
+                self.assertTrue(np.all(along > 0.01), along)
+            else:
+                np.testing.assert_allclose(along, 0.0, atol=1e-6)
+
     def test_rejects_unknown_reduction(self):
         with pytest.raises(ValueError, match="reduction"):
             losses.hard_surface_loss(self.WEIGHTS, "sum")
@@ -109,6 +133,19 @@ class HardSurfaceDescentTest(parameterized.TestCase):
         self.assertGreater(end[2], start[2] + 0.05)  # the peak above one half rises
         for i in (0, 1, 3, 4):  # the stray small weights fall
             self.assertLess(end[i], start[i] - 0.02)
+
+    def test_shape_reduction_concentrates_a_low_cloud(self):
+        # Every weight below one half (where the per-ray sum only lowers them all): the per-ray
+        # shape raises the largest and lowers the rest.
+        start = np.array([0.05, 0.1, 0.3, 0.1, 0.05], np.float32)
+        w = tf.Variable(start[None])
+        for _ in range(5):
+            with tf.GradientTape() as tape:
+                loss = losses.hard_surface_loss(w, "per_ray_shape")
+            w.assign_sub(0.02 * tape.gradient(loss, w))
+        end = w.numpy()[0]
+        self.assertGreater(end[2], start[2] + 0.01)
+        np.testing.assert_array_less(end[[0, 1, 3, 4]], start[[0, 1, 3, 4]] - 0.005)
 
     def test_through_the_compositing_of_densities(self):
         # The weights come from densities (softplus of free parameters) by the renderer's
@@ -178,6 +215,8 @@ class TotalLossTest(parameterized.TestCase):
             ("per_ray_sum", "composite", HARD_AT_HALF / 2.0),
             ("mean", "coarse", HARD_AT_HALF / 2.0),
             ("per_ray_sum", "coarse", 1.5 * HARD_AT_HALF),
+            ("per_ray_shape", "composite", 0.0),  # both rays end on one sample
+            ("per_ray_shape", "coarse", HARD_AT_HALF),  # (2 H + 0) / 2
         ),
     )
     def test_weighted_sum_and_terms(self, weights, reduction_and_samples):

@@ -67,7 +67,7 @@ class RenderConfig:
 
 # Hard-surface prior: how the per-sample penalties of a batch become one number, and which
 # sample weights it sees (see `tfglo.nerf.losses.hard_surface_loss`).
-HARD_SURFACE_REDUCTIONS = ("mean", "per_ray_sum")
+HARD_SURFACE_REDUCTIONS = ("mean", "per_ray_sum", "per_ray_shape")
 HARD_SURFACE_SAMPLES = ("composite", "coarse")
 
 
@@ -80,7 +80,10 @@ class LossConfig:
       hard_surface_weight: lambda_hard; 0 disables the hard-surface loss.
       hard_surface_reduction: "per_ray_sum" sums the per-sample penalty over a ray's samples and
         averages over rays (a ray's penalty does not shrink as samples are added); "mean"
-        averages over every sample (the paper's formula as tfglo first had it: 1/S as strong).
+        averages over every sample (the paper's formula as tfglo first had it: 1/S as strong);
+        "per_ray_shape" applies the per-ray sum to each ray's weights divided by its opacity
+        (where along the ray it ends, not how much), rays weighted by their opacity: it sharpens
+        a cloud into a surface without pushing opacity down.
       hard_surface_samples: the weights the prior sees: "composite" (the sorted union of coarse
         and importance samples that makes the pixel) or "coarse" (the stratified pass, evenly
         spaced, so a weight near 1 means a surface thinner than one stratum).
