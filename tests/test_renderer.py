@@ -220,6 +220,34 @@ class OpaqueSphereTest(parameterized.TestCase):
         self.assertTrue(np.all(fine_in_band >= 0.9 * num_fine), fine_in_band)
 
 
+class MaxWeightTest(parameterized.TestCase):
+    """The render's "max_weight": a ray's largest composite weight (hardness of the surface)."""
+
+    @parameterized.named_parameters(("coarse_only", 32, 0), ("coarse_and_fine", 16, 16))
+    def test_hard_surface_cloud_and_miss(self, num_coarse, num_fine):
+        origins, directions, latents = _rays(
+            [[0, 0, -4], [0.1, 0.0, -4], [2.0, 0, -4]], [[0, 0, 1], [0, 0, 1], [0, 0, 1]]
+        )
+        volume = _renderer(num_coarse, num_fine)
+        opaque = volume.render_rays(
+            sphere_field, None, origins, directions, latents, training=False
+        )
+        np.testing.assert_allclose(
+            opaque["max_weight"], np.max(opaque["weights"].numpy(), -1), rtol=0, atol=0
+        )
+        # The opaque ball: one sample holds the whole opacity; the ray that misses: 0.
+        np.testing.assert_allclose(opaque["max_weight"].numpy()[:2], 1.0, atol=1e-5)
+        self.assertEqual(float(opaque["max_weight"][2]), 0.0)
+        # A thin uniform cloud (sigma 0.5 over a chord of 2): alpha = 1 - e^-1 ~ 0.63, spread
+        # over every sample, so the largest weight is about the first interval's share.
+        cloud = volume.render_rays(
+            constant_field(0.5), None, origins[:1], directions[:1], latents[:1], training=False
+        )
+        self.assertAlmostEqual(float(cloud["alpha"][0]), 1.0 - np.exp(-1.0), places=4)
+        self.assertLess(float(cloud["max_weight"][0]), 0.1)
+        self.assertGreater(float(cloud["max_weight"][0]), 0.0)
+
+
 class MissAndRobustnessTest(parameterized.TestCase):
     def test_missing_rays_are_background(self):
         origins, directions, latents = _rays(

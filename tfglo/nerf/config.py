@@ -92,6 +92,12 @@ class RenderConfig:
     precision: str = "float32"
 
 
+# Hard-surface prior: how the per-sample penalties of a batch become one number, and which
+# sample weights it sees (see `tfglo.nerf.losses.hard_surface_loss`).
+HARD_SURFACE_REDUCTIONS = ("mean", "per_ray_sum", "per_ray_shape")
+HARD_SURFACE_SAMPLES = ("composite", "coarse")
+
+
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     """Weights of the loss terms: L = MSE(rgb) + mask * MSE(alpha, mask) + hard * L_hard.
@@ -99,7 +105,35 @@ class LossConfig:
     Attributes:
       mask_weight: lambda_mask; 0 disables the mask loss.
       hard_surface_weight: lambda_hard; 0 disables the hard-surface loss.
+      hard_surface_reduction: "per_ray_sum" sums the per-sample penalty over a ray's samples and
+        averages over rays (a ray's penalty does not shrink as samples are added); "mean"
+        averages over every sample (the paper's formula as tfglo first had it: 1/S as strong);
+        "per_ray_shape" applies the per-ray sum to each ray's weights divided by its opacity
+        (where along the ray it ends, not how much), rays weighted by their opacity: it sharpens
+        a cloud into a surface without pushing opacity down.
+      hard_surface_samples: the weights the prior sees: "composite" (the sorted union of coarse
+        and importance samples that makes the pixel) or "coarse" (the stratified pass, evenly
+        spaced, so a weight near 1 means a surface thinner than one stratum).
     """
 
     mask_weight: float = 0.1
     hard_surface_weight: float = 0.01
+    hard_surface_reduction: str = "per_ray_sum"
+    hard_surface_samples: str = "composite"
+
+    def __post_init__(self):
+        if self.hard_surface_reduction not in HARD_SURFACE_REDUCTIONS:
+            raise ValueError(
+                f"hard_surface_reduction must be one of {HARD_SURFACE_REDUCTIONS}, got "
+                f"{self.hard_surface_reduction!r}"
+            )
+        if self.hard_surface_samples not in HARD_SURFACE_SAMPLES:
+            raise ValueError(
+                f"hard_surface_samples must be one of {HARD_SURFACE_SAMPLES}, got "
+                f"{self.hard_surface_samples!r}"
+            )
+        if self.mask_weight < 0 or self.hard_surface_weight < 0:
+            raise ValueError(
+                f"loss weights must be >= 0, got mask_weight={self.mask_weight}, "
+                f"hard_surface_weight={self.hard_surface_weight}"
+            )

@@ -142,6 +142,8 @@ class VolumeRenderer(keras.layers.Layer):
           (premultiplied), alpha `[N]` (foreground opacity), depth `[N]` (expected termination
           distance along the ray, normalised by alpha; 0 where alpha <= DEPTH_MIN_ALPHA, so 0 for
           misses), weights `[N, S_total]` and z_values `[N, S_total]` of the sorted union,
+          max_weight `[N]` (the largest of a ray's composite weights: near 1 where one sample
+          holds the whole opacity, a hard surface; small for a cloud; 0 for misses),
           hit `[N]` bool, coarse_weights `[N, num_coarse]` and coarse_z_values
           `[N, num_coarse]` of the coarse pass (e.g. for a proposal/coarse loss).
         """
@@ -200,6 +202,7 @@ class VolumeRenderer(keras.layers.Layer):
             "alpha": alpha,
             "depth": result["depth"],
             "weights": result["weights"],
+            "max_weight": tf.reduce_max(result["weights"], -1),
             "z_values": z_values,
             "hit": hit,
             "coarse_weights": coarse["weights"],
