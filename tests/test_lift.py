@@ -16,6 +16,8 @@ import json
 import pathlib
 import subprocess
 import sys
+import tempfile
+import types
 
 import infer_testlib
 import numpy as np
@@ -224,6 +226,57 @@ class RunMetadataTest(parameterized.TestCase):
     def test_missing_images(self):
         with pytest.raises(lifting.LiftError, match="does not exist"):
             lifting.list_inputs("/nonexistent/photos")
+
+
+def _rotation(degrees_about_y: float, degrees_about_x: float) -> np.ndarray:
+    a, b = np.radians(degrees_about_y), np.radians(degrees_about_x)
+    about_y = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    about_x = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    return about_x @ about_y
+
+
+class CameraFileTest(parameterized.TestCase):
+    """Cameras from a file reach the fit in the run's world: a file in another world (the
+    LOLNeRF estimates, turned at training by `camera_file_alignment`) is turned the same way."""
+
+    @parameterized.named_parameters(
+        ("tfglo_file_run_without_alignment", "tfglo", False, "run"),
+        ("jax3d_file_turned_like_the_training_data", "jax3d", True, "run"),
+        ("alignment_off", "tfglo", True, "none"),
+    )
+    def test_camera_reaches_the_run_world(self, file_format, run_aligned, align):
+        holder = tempfile.TemporaryDirectory()
+        self.addCleanup(holder.cleanup)
+        tmp = pathlib.Path(holder.name)
+        _plain_image(tmp / "cat.png")  # 128 x 128
+        rotation = _rotation(20.0, -30.0)
+        eye = np.array([0.5, -1.0, -4.0])
+        forward = -eye / np.linalg.norm(eye)
+        right = np.cross([0.0, 1.0, 0.0], forward)
+        right /= np.linalg.norm(right)
+        down = np.cross(forward, right)
+        r = np.stack([right, down, forward])
+        world_to_camera = np.concatenate([r, (-r @ eye)[:, None]], 1)  # in the run's world
+        camera = camera_files.FileCamera(np.array([256.0, 256, 64, 64]), world_to_camera, 128, 128)
+        # The file holds the camera in its own world: turned back by the training alignment.
+        stored = camera_files.rotate_world(camera, rotation.T) if run_aligned else camera
+        path = tmp / "cameras.json"
+        if file_format == "jax3d":
+            camera_files.save_jax3d(path, {"cat.png": stored})
+        else:
+            camera_files.save_tfglo(path, {"cat.png": stored})
+        metadata = {"image_size": [32, 32], "scene_radius": 1.0}
+        if run_aligned:
+            metadata["camera_file_alignment"] = rotation.tolist()
+        run = types.SimpleNamespace(dataset_metadata=metadata, dataset_dir="", run_dir="run")
+        config = lifting.LiftConfig(cameras=str(path), cameras_align=align, mask="none")
+        with lifting.PhotoPreparer(run, config) as preparer:
+            photo = preparer.prepare(tmp / "cat.png")
+        self.assertEqual(photo.image.shape, (32, 32, 3))
+        np.testing.assert_allclose(photo.intrinsics, [64.0, 64, 16, 16], rtol=1e-6)
+        self.assertIsNone(photo.mask)
+        want = stored.world_to_camera if align == "none" else world_to_camera
+        np.testing.assert_allclose(photo.world_to_camera, want, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
