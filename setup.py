@@ -46,6 +46,7 @@ setuptools.setup(
             "tfglo-train=tfglo.train:run",
             "tfglo-evaluate=tfglo.evaluate:run",
             "tfglo-render=tfglo.render:run",
+            "tfglo-lift=tfglo.lift:run",
             "tfglo-export=tfglo.export:run",
             "tfglo-bench=tfglo.bench:run",
         ]

@@ -18,7 +18,7 @@ import serving_testlib
 from absl import flags
 from absl.testing import flagsaver, parameterized
 
-from tfglo import evaluate, render
+from tfglo import evaluate, lift, render
 from tfglo import train as train_app
 from tfglo.utils import configs
 
@@ -113,7 +113,8 @@ def _app_flags(app: str) -> tuple[flags.FlagValues, configs.ConfigFlags]:
     if app == "export_client":
         spec = serving_testlib.load_client().FLAG_SPEC
     else:
-        spec = {"train": train_app, "evaluate": evaluate, "render": render}[app].FLAG_SPEC
+        apps = {"train": train_app, "evaluate": evaluate, "render": render, "lift": lift}
+        spec = apps[app].FLAG_SPEC
     spec.define(flag_values)
     return flag_values, spec
 
@@ -134,7 +135,7 @@ class AppFlagTablesTest(parameterized.TestCase):
                 entry = dict(entry, default=flag.field_value(entry["default"]))
             self.assertEqual(got[name], entry, f"{app} --{name}")
 
-    @parameterized.parameters("train", "evaluate", "render", "export_client")
+    @parameterized.parameters("train", "evaluate", "render", "lift", "export_client")
     def test_derived_flags_have_the_docstring_help(self, app):
         _, spec = _app_flags(app)
         undocumented = [f.name for f in spec.flags.values() if f.help.startswith("Undocumented")]
@@ -145,7 +146,7 @@ class AppFlagTablesTest(parameterized.TestCase):
 
 # ----------------------------------------------------------------------------- thin apps
 
-APPS = ("prepare", "train", "evaluate", "render", "export", "bench", "demo")
+APPS = ("prepare", "train", "evaluate", "render", "export", "bench", "demo", "lift")
 APP_FUNCTIONS = {"main", "run", "define_flags"}
 # A helper beside them (flag values -> a config, a signal handler) is this many lines at most.
 MAX_HELPER_LINES = 15

@@ -1,6 +1,7 @@
 """The demo app end to end at smoke size: every app runs, and the outputs people look at exist."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -39,4 +40,11 @@ def test_demo_runs_every_step_and_writes_outputs(tmp_path, repo_root):
     assert sorted((out / "eval" / "full" / "grids").glob("*.png")), "no evaluation grid"
     assert sorted((out / "renders" / "unseen_orbits").rglob("orbit.gif"))
     assert sorted((out / "export" / "tfglo").glob("1/saved_model.pb"))
+    # lift: an unseen head's view with its camera, to a latent, an orbit with depth, a mesh.
+    lift = metrics["lift"]
+    assert np.isfinite(lift["psnr"]) and lift["steps"] > 0
+    lifted = out / "lift" / pathlib.Path(lift["source"]).stem
+    assert Image.open(lifted / "orbit" / "orbit.gif").n_frames == 24
+    assert (lifted / "orbit" / "depth.gif").is_file()
+    assert (lifted / "lift.json").is_file() and (lifted / "latent.npy").is_file()
     assert "tensorflow/serving" in result.stdout

@@ -1,5 +1,8 @@
 """Tests for `python -m tfglo.render`: orbits, interpolations and samples of a saved run."""
 
+import contextlib
+import io
+
 import infer_testlib
 import numpy as np
 import pytest
@@ -8,6 +11,8 @@ from PIL import Image
 
 from tfglo import render
 from tfglo.engine import views
+from tfglo.geometry import mesh as mesh_lib
+from tfglo.nerf import mesh_extraction
 
 
 class RenderAppTest(infer_testlib.TrainedRunTestCase):
@@ -61,6 +66,39 @@ class RenderAppTest(infer_testlib.TrainedRunTestCase):
         np.testing.assert_array_equal(first, np.load(self.out / "b" / "samples" / "latents.npy"))
         self.assertTrue((self.out / "a" / "samples" / "grid.png").is_file())
         self.assertTrue((self.out / "a" / "samples" / "depth_002.npy").is_file())
+
+    def test_mesh(self):
+        import trimesh
+
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            self._app(
+                f"--output={self.out}",
+                "--mode=mesh",
+                "--ids=0,2",
+                "--mesh_resolution=24",
+                "--mesh_level=5",
+            )
+        printed = output.getvalue()
+        step = 2.0 / 24
+        for name in ("id_0000", "id_0002"):
+            ply = trimesh.load(self.out / name / "mesh.ply", process=False)
+            self.assertGreater(len(ply.faces), 0)
+            # Inside the unit bounding sphere, up to a grid step.
+            self.assertLessEqual(np.linalg.norm(ply.vertices, axis=-1).max(), 1.0 + step)
+            self.assertEqual(mesh_lib.read_glb_header(self.out / name / "mesh.glb")["_version"], 2)
+            self.assertIn(f"{name}: {len(ply.vertices)} vertices, {len(ply.faces)} faces", printed)
+        # The restored run meshes like the in-memory model, with the flags' settings.
+        mesh = mesh_extraction.extract_mesh(
+            self.model.foreground,
+            self.model.latent_table.embeddings[2],
+            mesh_extraction.MeshConfig(resolution=24, level=5.0),
+            1.0,
+        )
+        closed = "watertight" if mesh_lib.topology(mesh).watertight else "not watertight"
+        self.assertIn(
+            f"id_0002: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, {closed}:", printed
+        )
 
     def test_run_dir_without_checkpoints(self):
         from tfglo.engine import run_dir as run_dir_lib

@@ -1,9 +1,10 @@
-"""`python -m tfglo.render`: orbits, interpolations and sampled identities of a trained run.
+"""`python -m tfglo.render`: orbits, interpolations, sampled identities and meshes of a run.
 
     python -m tfglo.render --run_dir=DIR --output=DIR --mode=orbit --ids=0,1
     python -m tfglo.render --run_dir=DIR --output=DIR --mode=orbit --latents=inverted.npy
     python -m tfglo.render --run_dir=DIR --output=DIR --mode=interpolate --ids=0,3
     python -m tfglo.render --run_dir=DIR --output=DIR --mode=sample --num_samples=8 --seed=1
+    python -m tfglo.render --run_dir=DIR --output=DIR --mode=mesh --ids=0,1 --mesh_resolution=128
 
 Codes come from the run's latent table (`--ids`, rows of the table) or from a `.npy` file of
 codes `[K, D]` (`--latents`, e.g. the `latents.npy` that `tfglo.evaluate --invert` writes; `--ids`
@@ -17,10 +18,15 @@ Outputs (under --output):
 - interpolate: `interpolate_A_B/strip.png`, `depth_strip.png`, `interpolate.gif` (there and back),
   and the frames.
 - sample: `samples/sample_NNN.png` (+ depth), `samples/grid.png`, `samples/latents.npy`.
+- mesh: `<name>/mesh.ply` (package frame) and `<name>/mesh.glb` (glTF, +y up): marching cubes
+  of the foreground density inside the run's bounding sphere, vertex colours from the field
+  (`tfglo.nerf.mesh_extraction`); prints vertex and face counts and whether it is watertight.
 
-The framing flags are the fields of `tfglo.engine.views.ViewConfig` (derived, see
-`tfglo.utils.configs`); the rendering and writing are `tfglo.engine.views`, the codes
-`tfglo.lolnerf.identities`. This module only turns flags into calls.
+The framing flags are the fields of `tfglo.engine.views.ViewConfig`, the mesh flags
+(`--mesh_resolution`, `--mesh_level`, `--mesh_chunk_points`, `--mesh_color_offset`) those of
+`tfglo.nerf.mesh_extraction.MeshConfig` (derived, see `tfglo.utils.configs`); the rendering and
+writing are `tfglo.engine.views` and `tfglo.geometry.mesh`, the codes `tfglo.lolnerf.identities`.
+This module only turns flags into calls.
 """
 
 from tfglo.utils import tf_logs
@@ -33,16 +39,19 @@ import numpy as np
 from absl import app, flags, logging
 
 from tfglo.engine import views
+from tfglo.geometry import mesh as mesh_lib
 from tfglo.lolnerf import identities
+from tfglo.nerf import mesh_extraction
 from tfglo.utils import app as app_utils
 from tfglo.utils import configs
 
 FLAGS = flags.FLAGS
-MODES = ("orbit", "interpolate", "sample")
+MODES = ("orbit", "interpolate", "sample", "mesh")
 Flag = configs.Flag
 FLAG_SPEC = configs.ConfigFlags(
     "tfglo.render",
-    {"view": views.ViewConfig},
+    {"view": views.ViewConfig, "mesh": mesh_extraction.MeshConfig},
+    naming={mesh_extraction.MeshConfig: configs.FlagNames(prefix="mesh_")},
     defaults_from={
         "image_size": "the training image size",
         "camera_distance": "as in training",
@@ -56,8 +65,8 @@ FLAG_SPEC = configs.ConfigFlags(
             "ids",
             "list",
             None,
-            "Rows of the latent table (or of --latents) to render; orbit: every listed one "
-            "(default 0, or every row of --latents); interpolate: exactly two (default 0,1).",
+            "Rows of the latent table (or of --latents) to render; orbit, mesh: every listed "
+            "one (default 0, or every row of --latents); interpolate: exactly two (default 0,1).",
         ),
         Flag("latents", "string", None, ".npy file of codes [K, D] (e.g. from evaluate --invert)."),
         Flag("num_frames", "integer", 24, "Frames of an orbit or interpolation."),
@@ -82,6 +91,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
         raise app.UsageError("--run_dir and --output are required")
     try:
         framing = FLAG_SPEC.field_values(FLAG_SPEC.values(f), "view")
+        mesh_config = FLAG_SPEC.build(FLAG_SPEC.values(f))["mesh"]
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     from tfglo.engine import run_dir as run_dir_lib  # the trainer's module; imported when needed
@@ -113,6 +123,22 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
         strip = views.write_strip(directory, frames, "strip")
         print(f"interpolation {names[0]} -> {names[1]}: {strip['colour']}")
         print(f"gif: {written['gif']}")
+    elif f.mode == "mesh":
+        codes, names = identities.select_latents(model, ids, f.latents)
+        radius = float(run.model_config.render.scene_radius)
+        for code, name in zip(codes, names):
+            mesh = mesh_extraction.extract_mesh(
+                run.family.mesh_field(model), code, mesh_config, radius
+            )
+            facts = mesh_extraction.mesh_summary(mesh, radius)
+            if mesh.is_empty:
+                print(f"{name}: empty mesh (the density never reaches --mesh_level={f.mesh_level})")
+                continue
+            (output / name).mkdir(parents=True, exist_ok=True)
+            ply = mesh_lib.write_ply(mesh, output / name / "mesh.ply")
+            mesh_lib.write_glb(mesh, output / name / "mesh.glb")
+            closed = "watertight" if facts["watertight"] else "not watertight"
+            print(f"{name}: {facts['vertices']} vertices, {facts['faces']} faces, {closed}: {ply}")
     else:
         table = identities.table_latents(model)
         if f.latents:

@@ -61,6 +61,38 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(resized, np.uint8)
 
 
+def load_with_camera(
+    path, camera: camera_files.FileCamera, photo_config: photos.PhotoConfig
+) -> tuple[np.ndarray, camera_files.FileCamera, list[str]]:
+    """Loads one photo whose camera is known and resizes it, with its camera, to the output width.
+
+    Args:
+      path: the photo file.
+      camera: its camera from the file (for the file's image size).
+      photo_config: loading settings; `image_size` is the output width.
+
+    Returns:
+      (image `[H, W, 3]` uint8 with W = `image_size`, the camera scaled to it, loading notes).
+
+    Raises:
+      photos.PhotoError: the photo cannot be loaded ("not an image", ...) or its aspect ratio
+        differs from the camera's image size ("camera size mismatch").
+    """
+    photo = photos.load_photo(path, photo_config)
+    photo_aspect = photo.width / photo.height
+    camera_aspect = camera.width / camera.height
+    if abs(photo_aspect / camera_aspect - 1.0) > _ASPECT_TOLERANCE:
+        raise photos.PhotoError(
+            "camera size mismatch",
+            f"the photo is {photo.width}x{photo.height} but its camera is for "
+            f"{camera.width}x{camera.height}",
+        )
+    width = photo_config.image_size
+    height = max(1, round(width * photo.height / photo.width))
+    image = _resize(photo.image, width, height)
+    return image, camera.scaled_to(width, height), list(photo.notes)
+
+
 def prepare_with_cameras(
     files, photo_config: photos.PhotoConfig, landmarker_config, config: CameraImportConfig, skip
 ):
@@ -97,24 +129,13 @@ def prepare_with_cameras(
                 skip(name, "no camera", f"{name} is not in {config.cameras_file}")
                 continue
             try:
-                photo = photos.load_photo(path, photo_config)
+                image, scaled, notes = load_with_camera(path, camera, photo_config)
             except photos.PhotoError as e:
                 skip(name, e.reason, e.detail)
                 continue
-            if photo.notes:
-                photo_notes[name] = photo.notes
-            photo_aspect = photo.width / photo.height
-            camera_aspect = camera.width / camera.height
-            if abs(photo_aspect / camera_aspect - 1.0) > _ASPECT_TOLERANCE:
-                skip(
-                    name,
-                    "camera size mismatch",
-                    f"the photo is {photo.width}x{photo.height} but its camera is for "
-                    f"{camera.width}x{camera.height}",
-                )
-                continue
-            width = photo_config.image_size
-            height = max(1, round(width * photo.height / photo.width))
+            if notes:
+                photo_notes[name] = notes
+            height, width = image.shape[:2]
             if size is None:
                 size = (height, width)
             elif (height, width) != size:
@@ -124,8 +145,6 @@ def prepare_with_cameras(
                     f"{width}x{height}, the dataset's is {size[1]}x{size[0]}",
                 )
                 continue
-            image = _resize(photo.image, width, height)
-            scaled = camera.scaled_to(width, height)
             if config.mask == "selfie":
                 mask = np.round(analyzer.segment(image) * 255.0).astype(np.uint8)
             elif config.mask == "full":

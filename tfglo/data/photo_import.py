@@ -100,8 +100,17 @@ class PhotoSourceConfig:
 
 
 @dataclasses.dataclass
-class _Pending:
-    """A photo that passed detection and cropping, waiting for its camera."""
+class AnalysedPhoto:
+    """A photo that passed detection and cropping, waiting for its camera.
+
+    Attributes:
+      name: the photo's file name.
+      image: `[S, S, 3]` uint8 crop (S = `PhotoConfig.image_size`).
+      landmarks: `[K, 2]` float32 keypoints in crop pixels (pixel centres at +0.5).
+      mask: `[S, S]` uint8 foreground mask of the crop, or None.
+      face_mesh: `[478, 3]` float32 MediaPipe mesh in crop pixels, or None.
+      face_pose: `[4, 4]` MediaPipe facial transformation matrix, or None.
+    """
 
     name: str
     image: np.ndarray
@@ -225,8 +234,20 @@ def _read_canonical(dataset: str) -> tuple[np.ndarray, dict]:
     return canonical, metadata
 
 
-def _analyse(path, config, analyzer, table, skipped, info) -> _Pending | None:
-    """Load, detect (or look up), crop and segment one photo; None when it is skipped."""
+def analyse_photo(path, config, analyzer, table, skipped, info) -> AnalysedPhoto | None:
+    """Loads, detects (or looks up), crops and segments one photo, as `prepare_images` does.
+
+    Args:
+      path: the photo file.
+      config: the source settings (`photo` crop, `max_face_cut_fraction`, `landmarks_mask`).
+      analyzer: a `landmarks.FaceAnalyzer` (None only with `table` and no selfie mask).
+      table: user keypoints (`load_landmarks_file`) or None for MediaPipe detection.
+      skipped: a skipped photo is appended as `{"source", "category", "reason"}`.
+      info: `{"multi_face": {}, "padding": {}, "photo_notes": {}}`, filled per photo name.
+
+    Returns:
+      The `AnalysedPhoto`, or None when the photo is skipped (see `skipped`).
+    """
     name = path.name
     try:
         photo = photos.load_photo(path, config.photo)
@@ -299,7 +320,7 @@ def _analyse(path, config, analyzer, table, skipped, info) -> _Pending | None:
         mask = np.full(crop.image.shape[:2], 255, np.uint8)
     else:
         mask = None
-    return _Pending(
+    return AnalysedPhoto(
         name=name,
         image=crop.image,
         landmarks=crop.transform.apply(keypoints).astype(np.float32),
@@ -335,7 +356,7 @@ def prepare_images(config: PhotoSourceConfig):
     intrinsics = camera.default_intrinsics(size, size, config.focal_factor)
     skipped: list[dict[str, str]] = []
     info: dict[str, dict] = {"multi_face": {}, "padding": {}, "photo_notes": {}}
-    pending: list[_Pending] = []
+    pending: list[AnalysedPhoto] = []
     start = time.perf_counter()
     logging.info("preparing %d files from %s", len(files), config.images)
     need_analyzer = table is None or config.landmarks_mask == "selfie"
@@ -343,7 +364,7 @@ def prepare_images(config: PhotoSourceConfig):
     try:
         for index, path in enumerate(files, 1):
             try:
-                item = _analyse(path, config, analyzer, table, skipped, info)
+                item = analyse_photo(path, config, analyzer, table, skipped, info)
             except Exception as e:  # noqa: BLE001 - one bad photo must never end the run
                 logging.warning("%s: %s: %s", path.name, type(e).__name__, e)
                 _skip(skipped, path.name, "error", f"{type(e).__name__}: {e}")
@@ -502,6 +523,24 @@ def _prepare_with_camera_file(files, config: PhotoSourceConfig):
     return _finish(records_out, metadata, skipped, start)
 
 
+def canonical_threshold(config: PhotoSourceConfig, reference: dict) -> float:
+    """Reprojection error (pixels of `config.photo.image_size`) above which a camera fitted
+    against a dataset's canonical keypoints is an outlier: `canonical_error_fraction` of the
+    image size, or the reference dataset's own outlier threshold (scaled), if larger.
+
+    Args:
+      config: the source settings.
+      reference: the reference dataset's dataset.json (its "fit" and "image_size").
+    """
+    size = config.photo.image_size
+    threshold = config.canonical_error_fraction * size
+    reference_fit = reference.get("fit") or {}
+    reference_size = (reference.get("image_size") or [size])[0]
+    if "threshold_px" in reference_fit:
+        threshold = max(threshold, float(reference_fit["threshold_px"]) * size / reference_size)
+    return float(threshold)
+
+
 def _fit_to_canonical(points, intrinsics, canonical, reference, config):
     """Camera-only fit of every photo against a dataset's canonical keypoints."""
     if points.shape[1] != len(canonical):
@@ -509,12 +548,7 @@ def _fit_to_canonical(points, intrinsics, canonical, reference, config):
             f"--canonical_from has {len(canonical)} canonical keypoints but the photos have "
             f"{points.shape[1]}"
         )
-    size = config.photo.image_size
-    threshold = config.canonical_error_fraction * size
-    reference_fit = reference.get("fit", {})
-    reference_size = (reference.get("image_size") or [size])[0]
-    if "threshold_px" in reference_fit:
-        threshold = max(threshold, float(reference_fit["threshold_px"]) * size / reference_size)
+    threshold = canonical_threshold(config, reference)
     cameras, errors = [], []
     for p in points:
         world_to_camera, error = camera_fit.fit_camera_to_canonical(p, intrinsics, canonical)

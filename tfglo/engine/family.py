@@ -26,6 +26,11 @@ NeRF-VAE, ...) is a `ModelFamily` subclass in its own subpackage; it declares:
 - `serving_module(model, configs, export_config)`: the `tf.Module` that `tfglo.export` saves
   (an `engine.serving.RenderModule`).
 - `evaluate(run, dataset, **options)`: optional evaluation hook.
+- `infer_latents(model, configs, images, intrinsics, world_to_camera, masks, options)`: latent
+  codes of new images (`tfglo.lift`): LOLNeRF optimises each code from the latent table's mean
+  with the network frozen; an encoder family encodes, then optionally refines the same way.
+- `mesh_field(model)`: the foreground field meshes are extracted from (default
+  `model.foreground`).
 
 Registry: `get_family(name)` resolves a name through the families registered at run time
 (`register_family`, e.g. by a test) and then through `tfglo.MODEL_FAMILIES`, a table of
@@ -240,6 +245,42 @@ class ModelFamily:
     def evaluate(self, run, dataset, **options):
         """Optional evaluation hook: a report dict for `run` on `dataset`."""
         raise NotImplementedError(f"model family {self.name!r} has no evaluation")
+
+    def infer_latents(
+        self, model, configs: Configs, images, intrinsics, world_to_camera, masks=None, options=None
+    ) -> tuple[Any, dict]:
+        """Latent codes of new images the model never saw (`tfglo.lift`, unseen objects).
+
+        Each family has its own way: LOLNeRF fits a code per image by test-time optimisation
+        from the latent table's mean, the network frozen; an encoder family (NeRF-VAE) encodes
+        the images in one pass and then, if `options.num_steps` > 0, refines the codes the same
+        way.
+
+        Args:
+          model: the family's trained model.
+          configs: the run's configuration.
+          images: `[B, H, W, 3]` float32 in [0, 1], one size.
+          intrinsics: `[B, 4]` (fx, fy, cx, cy), pixels.
+          world_to_camera: `[B, 3, 4]` OpenCV cameras in the model's canonical frame.
+          masks: optional `[B, H, W]` foreground masks in [0, 1].
+          options: an `engine.inversion.InversionConfig` (steps, learning rate, rays per image,
+            mask weight, fine-tuning); None: its defaults.
+
+        Returns:
+          (latents `[B, D]` float32 numpy, stats): stats has at least "method" (how the codes
+          were found, in words), "steps", "seconds" and "psnr" (a list of B floats, dB: each
+          image against its render with its code).
+
+        Raises:
+          ValueError: shapes that do not fit, or a camera that does not see the object.
+        """
+        del model, configs, images, intrinsics, world_to_camera, masks, options
+        raise NotImplementedError(f"model family {self.name!r} cannot infer latents of new images")
+
+    def mesh_field(self, model):
+        """The field meshes are extracted from: `field(points [N, S, 3], latents [N, D]) ->
+        (density [N, S], rgb [N, S, 3])` (default: `model.foreground`)."""
+        return model.foreground
 
 
 def register_family(name: str, family: "ModelFamily | str") -> None:

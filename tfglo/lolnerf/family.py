@@ -7,6 +7,7 @@ or Adam per `TrainConfig.latent_optimizer`), each with its own learning rate and
 exponential decay; checkpoints therefore hold `network_optimizer` and `latent_optimizer`, as they
 always have. Loss: `nerf.losses.total_loss` (colour MSE + mask + hard surface) on random ray
 batches of the dataset directory (`data.pipeline.train_dataset`). Serving: `lolnerf.serving`.
+Latents of new images (`tfglo.lift`): test-time optimisation, `engine.inversion.invert`.
 
 Flags (`python -m tfglo.train --model=lolnerf`, the default): every field of the four sections
 (`FLAG_SPEC`), named as the field except for the prefixes ("fg_", "bg_") and the names flagfiles
@@ -25,6 +26,7 @@ import tensorflow as tf
 
 from tfglo.data import pipeline
 from tfglo.engine import family as family_lib
+from tfglo.engine import inversion
 from tfglo.engine import trainer as trainer_lib
 from tfglo.lolnerf import config as model_config_lib
 from tfglo.lolnerf import latents, serving, summaries
@@ -165,6 +167,20 @@ class LOLNeRFFamily(family_lib.ModelFamily):
 
     def serving_module(self, model, configs, export_config) -> serving.ServingModule:
         return serving.serving_module(model, export_config)
+
+    def infer_latents(
+        self, model, configs, images, intrinsics, world_to_camera, masks=None, options=None
+    ):
+        """Test-time optimisation (`engine.inversion.invert`): each code starts at the latent
+        table's mean and is fitted to its image's rays, the network frozen (unless
+        `options.finetune_weights`, which changes the model in place)."""
+        del configs
+        options = options or inversion.InversionConfig()
+        codes, stats = inversion.invert(model, images, intrinsics, world_to_camera, masks, options)
+        method = "test-time optimisation from the latent-table mean"
+        if options.finetune_weights:
+            method += ", network weights fine-tuned"
+        return codes, {"method": method, **stats}
 
 
 FAMILY = LOLNeRFFamily()
