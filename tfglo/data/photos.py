@@ -18,9 +18,10 @@ with more than `max_pixels` pixels is refused ("too large"), except a JPEG, whic
 that fits. (PIL itself refuses files of more than 2 x `PIL.Image.MAX_IMAGE_PIXELS`, ~179 M
 pixels, as decompression bombs: "too large" too.) Mode conversions run in blocks of rows, and
 the EXIF rotation is done on the converted array, so the peak is the decoder's image plus the
-returned array plus a block: measured ~7.5 bytes per decoded pixel for RGB and RGBA
-(tests/test_fuzz_inputs.py), so ~750 MB at the default `max_pixels`. A 20000 x 20000 PNG of one
-colour (~390 KB on disk) is refused from its header, with no growth of the process.
+returned array plus a block: measured 7-10 bytes per decoded pixel (RGB JPEG 7.3, RGB PNG 8.2,
+RGBA PNG 9.5; the one-shot float conversions before took 14-64), so under 1 GB at the default
+`max_pixels`. A 20000 x 20000 PNG of one colour (441 KB on disk) is refused from its header,
+with no growth of the process (tests/test_fuzz_inputs.py measures these in a fresh process).
 
 Cropping (`crop_square`) cuts a square around a face box with a margin. Where the square leaves the
 photo it is padded (edge replication or a constant colour), and the padding is recorded. The crop is
@@ -115,7 +116,7 @@ class LoadedPhoto:
 
 # Rows are converted in blocks of about this many pixels, so the float temporaries of a
 # conversion (alpha compositing, 16-bit scaling) stay small whatever the photo's size.
-_BLOCK_PIXELS = 1 << 20
+_BLOCK_PIXELS = 1 << 18
 _DEEP_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # EXIF orientation -> the numpy view of `ImageOps.exif_transpose` on an `[H, W, C]` array
@@ -162,10 +163,12 @@ def _converter(image: Image.Image, config: PhotoConfig, notes: list[str]):
         notes.append(f"{mode}: composited on {config.alpha}")
 
         def composite(block):
-            rgba = np.asarray(block.convert("RGBA"), np.float32)
-            alpha = rgba[..., 3:] / 255.0
-            rgb = rgba[..., :3] * alpha + background * (1.0 - alpha)
-            return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+            rgba = np.asarray(block.convert("RGBA"))
+            alpha = rgba[..., 3:].astype(np.float32) / 255.0
+            rgb = rgba[..., :3].astype(np.float32)
+            rgb *= alpha  # rgb * a + background * (1 - a), in place
+            rgb += background * (1.0 - alpha)
+            return np.clip(np.round(rgb, out=rgb), 0, 255, out=rgb).astype(np.uint8)
 
         return composite
     if mode != "RGB":
