@@ -29,6 +29,7 @@ import io
 import json
 import os
 import pathlib
+import tempfile
 import time
 from typing import Any
 
@@ -560,17 +561,24 @@ def default_faces_dir() -> pathlib.Path:
     return base / "data" / "faces"
 
 
-def benchmark_prepare_photos(peak_gflops: float) -> None:
-    """Prints `prepare_photos photos_per_s=...` for the whole preparation of the face photos."""
+def benchmark_prepare_photos(peak_gflops: float, max_photos: int | None = None) -> None:
+    """Prints `prepare_photos photos_per_s=...` for the whole preparation of the face photos
+    (the first `max_photos` of them by name, if given: a temporary folder of links to them)."""
     del peak_gflops  # MediaPipe (TFLite/XNNPACK) and numpy: a ratio to the TF matmul peak is moot
     faces = default_faces_dir()
     if not faces.is_dir():
         benchmarking.report("prepare_photos", skipped=f"no_photos_at:{faces}")
         return
-    config = PhotoSourceConfig(images=str(faces), log_every=0)
-    start = time.perf_counter()
-    prepared, metadata, skipped = prepare_images(config)
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="tfglo-bench-photos-") as tmp:
+        folder = faces
+        if max_photos is not None:
+            folder = pathlib.Path(tmp)
+            for path in list_photos(faces)[:max_photos]:
+                (folder / path.name).symlink_to(path.resolve())
+        config = PhotoSourceConfig(images=str(folder), log_every=0)
+        start = time.perf_counter()
+        prepared, metadata, skipped = prepare_images(config)
+        seconds = time.perf_counter() - start
     benchmarking.report(
         "prepare_photos",
         photos=metadata["num_files"],
