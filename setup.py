@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "test": [
         "pytest>=8",
+        "hypothesis>=6.100",
         "ruff==0.17.6",
     ],
 }

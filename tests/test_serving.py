@@ -313,7 +313,9 @@ _TF1_SESSION = textwrap.dedent(
             for name, value in run(request.model_spec.signature_name, feeds).items():
                 outputs[f"warmup{i}/{name}"] = value
         good = {k[len("render/"):]: inputs[k] for k in inputs.files if k.startswith("render/")}
-        bad = {"latent": good["latent"][0], "height": np.int32(0), "latent_id": np.int64(9)}
+        bad = {"latent": good["latent"][0], "height": np.int32(0), "latent_id": np.int64(9),
+               "intrinsics": np.zeros_like(good["intrinsics"]),
+               "world_to_camera": good["world_to_camera"] * np.array([-1, 1, 1, 1], np.float32)}
         for name, value in bad.items():
             signature = "render_identity" if name == "latent_id" else "render"
             feeds = dict(good, **{name: value})
@@ -370,6 +372,8 @@ def test_tf1_session_runs_every_signature_and_the_warmup(exported, tmp_path):
     assert "latent must be [B, D] float32 with D=8" in str(outputs["error/latent"])
     assert "height must be a scalar int32 in [1, 4096]" in str(outputs["error/height"])
     assert "latent_id must be [B] int64" in str(outputs["error/latent_id"])
+    assert "intrinsics must be pinhole matrices" in str(outputs["error/intrinsics"])
+    assert "world_to_camera must be rigid" in str(outputs["error/world_to_camera"])
 
 
 def test_saved_model_cli_run_catches_untracked_keras_variables(exported, tmp_path):
@@ -470,6 +474,154 @@ def test_warmup_file_holds_prediction_logs_that_run(exported, loaded):
 
 # Bad requests ------------------------------------------------------------------------------
 
+# Cameras, for what they mean: accepted and rejected (intrinsics K, world_to_camera [R | t]).
+# Each case changes camera `index` of a valid batch of two: (name, input, index, change,
+# expected message or None).
+_K = np.array([[8.0, 0, 4], [0, 8, 4], [0, 0, 1]], np.float32)
+
+
+def _rotation(yaw: float, pitch: float = 0.0) -> np.ndarray:
+    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+    return np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]]) @ np.array(
+        [[1, 0, 0], [0, cp, -sp], [0, sp, cp]]
+    )
+
+
+def _set(row, col, value):
+    def change(matrix):
+        matrix[row, col] = value
+        return matrix
+
+    return change
+
+
+def _scale_rotation(factor):
+    def change(matrix):
+        matrix[:, :3] *= factor
+        return matrix
+
+    return change
+
+
+def _rotate(yaw, pitch=0.0, noise=0.0):
+    def change(matrix):
+        rotation = _rotation(yaw, pitch) + noise * np.random.default_rng(0).normal(size=(3, 3))
+        matrix[:, :3] = rotation
+        return matrix
+
+    return change
+
+
+_FINITE_K = "intrinsics must be finite"
+_PINHOLE = r"intrinsics must be pinhole matrices \[\[fx, 0, cx\], \[0, fy, cy\], \[0, 0, 1\]\]"
+_FINITE_W2C = "world_to_camera must be finite"
+_RIGID = r"world_to_camera must be rigid transforms \[R \| t\]"
+CAMERA_CASES = (
+    # Accepted.
+    ("identity", "intrinsics", 0, lambda m: m, None),
+    ("non_square_pixels", "intrinsics", 0, _set(1, 1, 12.0), None),
+    ("principal_point_outside", "intrinsics", 1, _set(0, 2, -30.0), None),
+    ("long_focal", "intrinsics", 0, _set(0, 0, 5e5), None),
+    ("skew_within_tolerance", "intrinsics", 0, _set(0, 1, 5e-4), None),
+    ("turned", "world_to_camera", 1, _rotate(0.7, -0.3), None),
+    ("float32_noise", "world_to_camera", 0, _rotate(0.2, 0.1, noise=1e-4), None),
+    ("far_away", "world_to_camera", 0, _set(2, 3, 9e5), None),
+    # Rejected: singular or non-finite intrinsics.
+    ("zero_k", "intrinsics", 0, lambda m: m * 0, _PINHOLE),
+    ("zero_focal", "intrinsics", 0, _set(0, 0, 0.0), _PINHOLE),
+    ("negative_focal", "intrinsics", 1, _set(1, 1, -8.0), _PINHOLE),
+    ("last_row_zero", "intrinsics", 0, _set(2, 2, 0.0), _PINHOLE),
+    ("skew", "intrinsics", 0, _set(0, 1, 1.0), _PINHOLE),
+    ("lower_row", "intrinsics", 0, _set(2, 0, 0.5), _PINHOLE),
+    ("huge_principal_point", "intrinsics", 0, _set(0, 2, 1e9), _PINHOLE),
+    ("nan_focal", "intrinsics", 0, _set(0, 0, np.nan), _FINITE_K),
+    ("inf_cx", "intrinsics", 1, _set(0, 2, np.inf), _FINITE_K),
+    # Rejected: world-to-camera matrices that are not rigid, or not finite.
+    ("scaled_rotation", "world_to_camera", 0, _scale_rotation(2.0), _RIGID),
+    ("reflection", "world_to_camera", 0, _set(0, 0, -1.0), _RIGID),
+    ("zero_rotation", "world_to_camera", 1, _scale_rotation(0.0), _RIGID),
+    ("shear", "world_to_camera", 0, _set(0, 1, 0.3), _RIGID),
+    ("slightly_off", "world_to_camera", 0, _rotate(0.2, 0.1, noise=1e-2), _RIGID),
+    ("huge_translation", "world_to_camera", 0, _set(2, 3, 1e9), _RIGID),
+    ("nan_translation", "world_to_camera", 1, _set(1, 3, np.nan), _FINITE_W2C),
+    ("inf_translation", "world_to_camera", 0, _set(2, 3, -np.inf), _FINITE_W2C),
+    ("nan_rotation", "world_to_camera", 0, _set(0, 0, np.nan), _FINITE_W2C),
+)
+
+
+def camera_case_inputs(name: str) -> dict[str, np.ndarray]:
+    """The render camera inputs (batch of 2, 4 x 4) of a CAMERA_CASES entry."""
+    _, which, index, change, _ = next(case for case in CAMERA_CASES if case[0] == name)
+    world_to_camera = np.stack([np.eye(3, 4), np.eye(3, 4)]) + np.array([0, 0, 0, 3.0])
+    inputs = {
+        "intrinsics": np.stack([_K, _K]).astype(np.float64),
+        "world_to_camera": world_to_camera,
+    }
+    inputs[which][index] = change(inputs[which][index].copy())
+    return {
+        "intrinsics": inputs["intrinsics"].astype(np.float32),
+        "world_to_camera": inputs["world_to_camera"].astype(np.float32),
+        "height": np.int32(4),
+        "width": np.int32(4),
+    }
+
+
+_CAMERA_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    export_dir, inputs_path, outputs_path = sys.argv[1:]
+    loaded = tf.saved_model.load(export_dir)
+    inputs = np.load(inputs_path)
+    results = {}
+    for name in sorted({key.split("/")[0] for key in inputs.files}):
+        feeds = {k.split("/")[1]: tf.constant(inputs[k]) for k in inputs.files
+                 if k.startswith(name + "/")}
+        signature = "render_identity" if "latent_id" in feeds else "render"
+        try:
+            out = loaded.signatures[signature](**feeds)
+            results[name] = {"ok": True, "finite": bool(np.isfinite(out["rgb"].numpy()).all())}
+        except tf.errors.InvalidArgumentError as e:
+            results[name] = {"ok": False, "message": e.message}
+    json.dump(results, open(outputs_path, "w"))
+    """
+)
+
+
+def test_camera_checks_hold_in_the_exported_model(exported, tmp_path):
+    """Every CAMERA_CASES entry through `render` and `render_identity` of the reloaded export,
+    in a fresh process: the same accepted / rejected split, the same messages."""
+    feeds = {}
+    for name, *_ in CAMERA_CASES:
+        camera_inputs = camera_case_inputs(name)
+        for key, value in camera_inputs.items():
+            feeds[f"{name}/{key}"] = value
+            feeds[f"{name}-identity/{key}"] = value
+        feeds[f"{name}/latent"] = np.zeros([2, 8], np.float32)
+        feeds[f"{name}-identity/latent_id"] = np.array([0, 3], np.int64)
+    inputs_path, outputs_path = tmp_path / "cameras.npz", tmp_path / "results.json"
+    np.savez(inputs_path, **feeds)
+    result = subprocess.run(
+        [sys.executable, "-c", _CAMERA_PROCESS, str(exported["dir"]), inputs_path, outputs_path],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(outputs_path.read_text())
+    for name, _, index, _, message in CAMERA_CASES:
+        for key in (name, f"{name}-identity"):
+            got = results[key]
+            if message is None:
+                assert got["ok"] and got["finite"], (key, got)
+            else:
+                assert not got["ok"], key
+                assert re.search(message, got["message"]), (key, got["message"][:400])
+                if "must be rigid" in got["message"] or "must be pinhole" in got["message"]:
+                    assert f"[first bad camera] [{index}]" in got["message"], got["message"]
+
 
 class BadRequestTest(parameterized.TestCase):
     """Wrong ranks, sizes and values fail inside the graph with an error naming the input."""
@@ -567,6 +719,56 @@ class BadRequestTest(parameterized.TestCase):
     def test_valid_request_passes(self):
         out = lib.call_signature_module(self.module, "render", self.render)
         self.assertEqual(out["rgb"].shape, (2, 4, 4, 3))
+
+    @parameterized.named_parameters(*[(case[0], case[0]) for case in CAMERA_CASES if case[4]])
+    def test_render_rejects_bad_cameras(self, name):
+        _, _, index, _, message = next(case for case in CAMERA_CASES if case[0] == name)
+        cameras = camera_case_inputs(name)
+        for signature, extra in (
+            ("render", {"latent": np.zeros([2, 8], np.float32)}),
+            ("render_identity", {"latent_id": np.array([1, 2], np.int64)}),
+        ):
+            with self.assertRaisesRegex(tf.errors.InvalidArgumentError, message) as raised:
+                self._call(signature, {**cameras, **extra})
+            if "finite" not in message:  # the structural checks name the camera
+                self.assertIn(f"[first bad camera] [{index}]", str(raised.exception))
+
+    @parameterized.named_parameters(*[(case[0], case[0]) for case in CAMERA_CASES if not case[4]])
+    def test_render_accepts_valid_cameras(self, name):
+        inputs = {**camera_case_inputs(name), "latent": np.zeros([2, 8], np.float32)}
+        out = lib.call_signature_module(self.module, "render", inputs)
+        self.assertEqual(out["rgb"].shape, (2, 4, 4, 3))
+        self.assertTrue(np.isfinite(out["rgb"]).all() and np.isfinite(out["depth"]).all())
+
+    def test_orbit_cameras_pass_the_camera_checks(self):
+        """What orbit_cameras returns is always a valid render input (rigid, pinhole)."""
+        orbit = serving.coerce_inputs(
+            "orbit_cameras",
+            {
+                "num_views": 7,
+                "radius": 2.5,
+                "yaw_min": -3.0,
+                "yaw_max": 3.0,
+                "pitch_min": -1.4,
+                "pitch_max": 1.4,
+                "height": 3,
+                "width": 5,
+                "focal_factor": 0.7,
+            },
+        )
+        cameras = lib.call_signature_module(self.module, "orbit_cameras", orbit)
+        out = lib.call_signature_module(
+            self.module,
+            "render",
+            {
+                "latent": np.zeros([7, 8], np.float32),
+                "intrinsics": cameras["intrinsics"],
+                "world_to_camera": cameras["world_to_camera"],
+                "height": np.int32(3),
+                "width": np.int32(5),
+            },
+        )
+        self.assertEqual(out["rgb"].shape, (7, 3, 5, 3))
 
 
 def test_bad_requests_fail_in_the_exported_model_too(loaded):

@@ -65,6 +65,10 @@ ALIGNMENTS = ("none", "mean_camera")
 JAX3D_SCENE_RADIUS = 2.0
 _ROTATION_TOLERANCE = 1e-3
 _SKEW_TOLERANCE = 1e-6
+# Largest magnitude accepted for a value that becomes float32 (intrinsics, matrices), and the
+# largest image side in pixels: beyond them the float32 records overflow.
+_VALUE_LIMIT = 1e30
+_MAX_SIDE = 2**31 - 1
 
 
 class CameraFileError(ValueError):
@@ -139,15 +143,22 @@ def _error(path, entry, message) -> CameraFileError:
     return CameraFileError(f"{where}: {message}")
 
 
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _array(path, entry, value, shape, what) -> np.ndarray:
     try:
         array = np.asarray(value, np.float64)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise _error(path, entry, f"{what} must be numbers of shape {list(shape)}") from e
     if array.shape != tuple(shape):
         raise _error(path, entry, f"{what} must have shape {list(shape)}, got {list(array.shape)}")
     if not np.all(np.isfinite(array)):
         raise _error(path, entry, f"{what} has non-finite values")
+    if np.any(np.abs(array) > _VALUE_LIMIT):
+        raise _error(path, entry, f"{what} has values beyond {_VALUE_LIMIT:g} in magnitude")
     return array
 
 
@@ -155,17 +166,26 @@ def _scalar(path, entry, value, what) -> float:
     if isinstance(value, list) and len(value) == 1:  # jax3d stores scalars as [x]
         value = value[0]
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise _error(path, entry, f"{what} must be a number, got {value!r}")
-    if not np.isfinite(value):
+        raise _error(path, entry, f"{what} must be a number, got {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float64
+        number = float("inf")
+    if not np.isfinite(number):
         raise _error(path, entry, f"{what} is not finite")
-    return float(value)
+    if abs(number) > _VALUE_LIMIT:
+        raise _error(path, entry, f"{what} is beyond {_VALUE_LIMIT:g} in magnitude")
+    return number
 
 
 def _size(path, entry, value, what) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise _error(path, entry, f"{what} must be a whole number of pixels, got {value!r}")
-    if value < 1:
-        raise _error(path, entry, f"{what} must be >= 1, got {value!r}")
+    whole = isinstance(value, int) or (
+        isinstance(value, float) and np.isfinite(value) and value.is_integer()
+    )
+    if isinstance(value, bool) or not whole:
+        raise _error(path, entry, f"{what} must be a whole number of pixels, got {_shown(value)}")
+    if not 1 <= value <= _MAX_SIDE:
+        raise _error(path, entry, f"{what} must be >= 1 and <= {_MAX_SIDE}, got {_shown(value)}")
     return int(value)
 
 
@@ -181,8 +201,8 @@ def _check_rotation(path, entry, rotation, what):
 def _object_id(path, entry, value, what) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _error(path, entry, f"{what} must be an integer >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise _error(path, entry, f"{what} must be an integer >= 0 (int64), got {_shown(value)}")
     return int(value)
 
 
@@ -261,7 +281,13 @@ def _parse_jax3d(path, data) -> dict[str, FileCamera]:
         if abs(skew) > _SKEW_TOLERANCE * focal:
             raise _error(path, name, f"skew {skew} is not supported (tfglo cameras have no skew)")
         for key in ("radial_distortion", "tangential_distortion"):
-            if key in camera and np.any(np.asarray(camera[key], np.float64) != 0):
+            if key not in camera:
+                continue
+            try:
+                coefficients = np.asarray(camera[key], np.float64)
+            except (TypeError, ValueError, OverflowError) as e:
+                raise _error(path, name, f"{key} must be a list of numbers") from e
+            if np.any(coefficients != 0):
                 raise _error(path, name, f"{key} is not supported (tfglo cameras are pinholes)")
         principal = _array(path, name, camera["principal_point"], (2,), "principal_point")
         size = camera["image_size"]
@@ -336,6 +362,8 @@ def load(path: os.PathLike | str, align: str | None = None) -> CameraFile:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CameraFileError(f"camera file {path} is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise CameraFileError(f"camera file {path} is not valid JSON: nested too deeply") from e
     kind = detect_format(data)
     if kind is None:
         raise CameraFileError(

@@ -26,9 +26,11 @@ list (`{"source", "category", "reason"}`).
 
 import csv
 import dataclasses
+import io
 import json
 import os
 import pathlib
+import tempfile
 import time
 from typing import Any
 
@@ -127,7 +129,7 @@ def _skip(skipped: list, name: str, category: str, detail: str = "") -> None:
 
 
 def list_photos(folder: os.PathLike | str) -> list[pathlib.Path]:
-    """The regular, non-hidden files of a folder, sorted by name.
+    """The regular, non-hidden files of a folder (and its broken links), sorted by name.
 
     Raises:
       PhotoSourceError: the folder does not exist or is not a directory.
@@ -137,7 +139,12 @@ def list_photos(folder: os.PathLike | str) -> list[pathlib.Path]:
         raise PhotoSourceError(f"the images folder {folder} does not exist")
     if not folder.is_dir():
         raise PhotoSourceError(f"--images must be a folder of photos, {folder} is not a directory")
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    # Broken symbolic links are listed too, so that they are reported ("unreadable"), not lost.
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if (p.is_file() or (p.is_symlink() and not p.exists())) and not p.name.startswith(".")
+    )
 
 
 def load_landmarks_file(path: os.PathLike | str) -> dict[str, np.ndarray]:
@@ -145,46 +152,56 @@ def load_landmarks_file(path: os.PathLike | str) -> dict[str, np.ndarray]:
 
     CSV rows are `name,x1,y1,x2,y2,...` (a first row whose second field is not a number is a
     header; blank lines and lines starting with # are ignored). JSON is `{name: [[x, y], ...]}`
-    (or flat `[x1, y1, ...]` lists).
+    (or flat `[x1, y1, ...]` lists). The file must be UTF-8 text; coordinates finite numbers.
 
     Raises:
-      PhotoSourceError: the file is missing or malformed (the message names the line or entry).
+      PhotoSourceError: the file is missing or malformed (the message names the file and the
+        line or entry).
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise PhotoSourceError(f"landmarks file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise PhotoSourceError(f"landmarks file {path} cannot be read as UTF-8 text: {e}") from e
     table: dict[str, np.ndarray] = {}
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
         except json.JSONDecodeError as e:
             raise PhotoSourceError(f"landmarks file {path} is not valid JSON: {e}") from e
+        except RecursionError as e:
+            raise PhotoSourceError(f"landmarks file {path} is not valid JSON: too deep") from e
         if not isinstance(data, dict):
             raise PhotoSourceError(f"landmarks file {path} must map image names to point lists")
         for name, points in data.items():
             try:
                 array = np.asarray(points, np.float64).reshape(-1, 2)
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, OverflowError) as e:
                 raise PhotoSourceError(f"{path}: entry {name!r} is not a list of (x, y)") from e
             table[str(name)] = array
     else:
-        with open(path, newline="", encoding="utf-8") as f:
-            for line_number, row in enumerate(csv.reader(f), 1):
-                row = [cell.strip() for cell in row]
-                if not row or not row[0] or row[0].startswith("#"):
-                    continue
-                try:
-                    values = [float(v) for v in row[1:] if v != ""]
-                except ValueError as e:
-                    if line_number == 1 or not table:
-                        continue  # a header row
-                    raise PhotoSourceError(f"{path}:{line_number}: non-numeric coordinate") from e
-                if not values or len(values) % 2:
-                    raise PhotoSourceError(
-                        f"{path}:{line_number}: expected name,x1,y1,... with an even number of "
-                        f"coordinates, got {len(values)}"
-                    )
-                table[row[0]] = np.asarray(values, np.float64).reshape(-1, 2)
+        try:
+            rows = list(csv.reader(io.StringIO(text, newline="")))
+        except csv.Error as e:
+            raise PhotoSourceError(f"{path}: not a CSV file: {e}") from e
+        for line_number, row in enumerate(rows, 1):
+            row = [cell.strip() for cell in row]
+            if not row or not row[0] or row[0].startswith("#"):
+                continue
+            try:
+                values = [float(v) for v in row[1:] if v != ""]
+            except ValueError as e:
+                if line_number == 1 or not table:
+                    continue  # a header row
+                raise PhotoSourceError(f"{path}:{line_number}: non-numeric coordinate") from e
+            if not values or len(values) % 2:
+                raise PhotoSourceError(
+                    f"{path}:{line_number}: expected name,x1,y1,... with an even number of "
+                    f"coordinates, got {len(values)}"
+                )
+            table[row[0]] = np.asarray(values, np.float64).reshape(-1, 2)
     if not table:
         raise PhotoSourceError(f"landmarks file {path} holds no entries")
     counts = {len(v) for v in table.values()}
@@ -263,6 +280,9 @@ def analyse_photo(path, config, analyzer, table, skipped, info) -> AnalysedPhoto
         if points is None:
             _skip(skipped, name, "no landmarks", f"{name} is not in the landmarks file")
             return None
+        # The file's points are in pixels of the photo as stored; a huge JPEG may have been
+        # decoded at a reduced size (photos.load_photo).
+        points = points * photo.scale
         x0, y0 = points.min(0)
         x1, y1 = points.max(0)
         box = (float(x0), float(y0), float(x1), float(y1))
@@ -576,17 +596,24 @@ def default_faces_dir() -> pathlib.Path:
     return base / "data" / "faces"
 
 
-def benchmark_prepare_photos(peak_gflops: float) -> None:
-    """Prints `prepare_photos photos_per_s=...` for the whole preparation of the face photos."""
+def benchmark_prepare_photos(peak_gflops: float, max_photos: int | None = None) -> None:
+    """Prints `prepare_photos photos_per_s=...` for the whole preparation of the face photos
+    (the first `max_photos` of them by name, if given: a temporary folder of links to them)."""
     del peak_gflops  # MediaPipe (TFLite/XNNPACK) and numpy: a ratio to the TF matmul peak is moot
     faces = default_faces_dir()
     if not faces.is_dir():
         benchmarking.report("prepare_photos", skipped=f"no_photos_at:{faces}")
         return
-    config = PhotoSourceConfig(images=str(faces), log_every=0)
-    start = time.perf_counter()
-    prepared, metadata, skipped = prepare_images(config)
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="tfglo-bench-photos-") as tmp:
+        folder = faces
+        if max_photos is not None:
+            folder = pathlib.Path(tmp)
+            for path in list_photos(faces)[:max_photos]:
+                (folder / path.name).symlink_to(path.resolve())
+        config = PhotoSourceConfig(images=str(folder), log_every=0)
+        start = time.perf_counter()
+        prepared, metadata, skipped = prepare_images(config)
+        seconds = time.perf_counter() - start
     benchmarking.report(
         "prepare_photos",
         photos=metadata["num_files"],

@@ -42,6 +42,18 @@ has alpha and the policy is "white" or "black", every background pixel is that c
 dataset.json records it as `constant_background` ([1, 1, 1] or [0, 0, 0]; null otherwise), so
 a model may composite its foreground on it.
 
+Frames whose image lies outside the folder of the transforms.json file (`../x.png`, an absolute
+path, or a symbolic link that leads out) are imported by default, as NeRF tools write such paths
+(a transforms.json beside an `images/` folder one level up, colmap2nerf's absolute paths): each is
+logged and listed in dataset.json under `frames_outside_folder` (frame index, file_path as
+written, the file it resolved to). `TransformsConfig.outside_folder="skip"` skips them instead,
+each with its reason in `skipped`, for files from untrusted sources.
+
+Hostile input: every problem with the file, a frame or an image is a `TransformsError` naming
+the transforms.json file and the frame (a test fuzzes documents and image bytes). Numbers must be
+finite and, where they become float32 (matrices, intrinsics), within float32's range; images
+with more than `max_pixels` pixels are refused from their header, before decoding.
+
 Resizing (`image_size`) happens after compositing (area averaging when shrinking, so the stored
 colours and mask stay consistent); the intrinsics are scaled per axis, which is exact for a
 pinhole camera with pixel centres at +0.5.
@@ -52,17 +64,20 @@ import json
 import math
 import os
 import pathlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from absl import logging
+from PIL import Image, UnidentifiedImageError
 
 from tfglo.data import records
 from tfglo.geometry import camera
 from tfglo.utils import images
 
 BACKGROUNDS = ("white", "black", "keep")
+OUTSIDE_FOLDER = ("use", "skip")
 # The sRGB colour an alpha image is composited on, per background policy ("keep": none).
 COMPOSITE_COLORS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
@@ -70,6 +85,9 @@ _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")
 # Tolerance on R^T R = I for a transform_matrix rotation (files store float32, rounded).
 _RIGID_TOLERANCE = 1e-3
+# Largest magnitude accepted for a value stored as float32 (matrices, intrinsics).
+_FLOAT32_LIMIT = float(np.finfo(np.float32).max) / 16
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 class TransformsError(ValueError):
@@ -94,6 +112,9 @@ class TransformsConfig:
         ray passes within 1.38 of the origin, cameras at 4.03).
       skip_missing: skip frames whose image file is missing (recorded in `skipped`) instead of
         failing.
+      outside_folder: frames whose image lies outside the transforms.json folder: "use" them
+        (listed in dataset.json's `frames_outside_folder`) or "skip" them (listed in `skipped`).
+      max_pixels: images with more pixels are refused from their header (memory bound).
     """
 
     background: str = "white"
@@ -102,6 +123,8 @@ class TransformsConfig:
     eval_frames: tuple[int | str, ...] = ()
     scene_radius: float = 1.5
     skip_missing: bool = False
+    outside_folder: str = "use"
+    max_pixels: int = 100_000_000
 
     def __post_init__(self):
         if self.background not in BACKGROUNDS:
@@ -112,6 +135,12 @@ class TransformsConfig:
             raise ValueError(f"scene_radius must be > 0, got {self.scene_radius}")
         if self.image_size is not None and min(_size_pair(self.image_size)) <= 0:
             raise ValueError(f"image_size must be positive, got {self.image_size}")
+        if self.outside_folder not in OUTSIDE_FOLDER:
+            raise ValueError(
+                f"outside_folder must be one of {OUTSIDE_FOLDER}, got {self.outside_folder!r}"
+            )
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
 
     @property
     def output_size(self) -> tuple[int, int] | None:
@@ -142,6 +171,8 @@ class Frame:
       has_alpha: whether the image file has an alpha channel (or a transparent colour).
       split: "train" or "eval".
       latent_id, object_id, view_id: record ids (see the module docstring).
+      transforms_file: the transforms.json file (errors name it).
+      outside_folder: whether the image lies outside the transforms.json folder.
     """
 
     index: int
@@ -157,6 +188,13 @@ class Frame:
     latent_id: int = 0
     object_id: int = 0
     view_id: int = 0
+    transforms_file: pathlib.Path | None = None
+    outside_folder: bool = False
+
+    @property
+    def where(self) -> str:
+        """How errors name the frame: "<transforms.json>: frame <index> (<file_path>)"."""
+        return f"{self.transforms_file}: frame {self.index} ({self.file_path})"
 
 
 def _load_json(path: pathlib.Path) -> dict[str, Any]:
@@ -167,6 +205,8 @@ def _load_json(path: pathlib.Path) -> dict[str, Any]:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise TransformsError(f"{path}: not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise TransformsError(f"{path}: not valid JSON: nested too deeply") from e
     except (OSError, UnicodeDecodeError) as e:
         raise TransformsError(f"{path}: cannot read: {e}") from e
     if not isinstance(data, dict):
@@ -177,15 +217,21 @@ def _load_json(path: pathlib.Path) -> dict[str, Any]:
     return data
 
 
-def _resolve_image(json_dir: pathlib.Path, file_path: str) -> pathlib.Path | None:
+def _resolve_image(json_dir: pathlib.Path, file_path: str, where: str) -> pathlib.Path | None:
+    """The image a frame's file_path names (extensions tried when it has none), or None."""
+    if "\x00" in file_path:
+        raise TransformsError(f"{where}: file_path contains a NUL character")
     path = json_dir / file_path
-    if path.is_file():
-        return path
-    if not path.suffix or path.suffix not in IMAGE_EXTENSIONS:
-        for extension in IMAGE_EXTENSIONS:
-            candidate = path.with_name(path.name + extension)
-            if candidate.is_file():
-                return candidate
+    try:
+        if path.is_file():
+            return path
+        if not path.suffix or path.suffix not in IMAGE_EXTENSIONS:
+            for extension in IMAGE_EXTENSIONS:
+                candidate = path.with_name(path.name + extension)
+                if candidate.is_file():
+                    return candidate
+    except (OSError, ValueError) as e:  # a name too long, an unusable path
+        raise TransformsError(f"{where}: cannot access image {path}: {e}") from e
     return None
 
 
@@ -193,7 +239,7 @@ def _parse_matrix(value: Any, where: str) -> np.ndarray:
     """Validates a camera-to-world matrix; returns it as `[4, 4]` float64."""
     try:
         matrix = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise TransformsError(f"{where}: transform_matrix is not a matrix of numbers") from e
     if matrix.shape not in ((4, 4), (3, 4)):
         raise TransformsError(
@@ -201,6 +247,8 @@ def _parse_matrix(value: Any, where: str) -> np.ndarray:
         )
     if not np.all(np.isfinite(matrix)):
         raise TransformsError(f"{where}: transform_matrix has non-finite values")
+    if np.abs(matrix).max() > _FLOAT32_LIMIT:
+        raise TransformsError(f"{where}: transform_matrix has values beyond float32's range")
     if matrix.shape == (4, 4) and not np.allclose(matrix[3], [0, 0, 0, 1], atol=1e-6):
         raise TransformsError(f"{where}: transform_matrix's last row must be [0, 0, 0, 1]")
     rotation = matrix[:3, :3]
@@ -215,9 +263,20 @@ def _parse_matrix(value: Any, where: str) -> np.ndarray:
 
 
 def _number(value: Any, key: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise TransformsError(f"{where}: {key} must be a finite number, got {value!r}")
-    return float(value)
+    number = None
+    if not isinstance(value, bool) and isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float64
+            number = math.inf
+    shown = repr(value) if len(repr(value)) < 40 else repr(value)[:37] + "..."
+    if number is None or math.isnan(number):
+        raise TransformsError(f"{where}: {key} must be a finite number, got {shown}")
+    if abs(number) > _FLOAT32_LIMIT:
+        raise TransformsError(
+            f"{where}: {key} must be a finite number in float32's range, got {shown}"
+        )
+    return number
 
 
 def _intrinsics(
@@ -264,22 +323,50 @@ def _intrinsics(
     cx = values.get("cx", 0.5 * ref_width)
     cy = values.get("cy", 0.5 * ref_height)
     scale_x, scale_y = width / ref_width, height / ref_height
-    return np.array([fx * scale_x, fy * scale_y, cx * scale_x, cy * scale_y], np.float64)
+    intrinsics = np.array([fx * scale_x, fy * scale_y, cx * scale_x, cy * scale_y], np.float64)
+    if not np.all(np.abs(intrinsics) <= _FLOAT32_LIMIT) or not min(intrinsics[:2]) > 0:
+        raise TransformsError(
+            f"{where}: intrinsics scaled to the {width}x{height} image are out of range: "
+            f"{intrinsics.tolist()} (w, h = {ref_width}, {ref_height})"
+        )
+    return intrinsics
 
 
 def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
-def _image_header(path: pathlib.Path, where: str) -> tuple[tuple[int, int], bool]:
+def _image_header(path: pathlib.Path, where: str, max_pixels: int) -> tuple[tuple[int, int], bool]:
     """(height, width) and whether the image has alpha, from the file's header."""
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            has_alpha = _has_alpha(image)
-    except (OSError, Image.DecompressionBombError) as e:
-        raise TransformsError(f"{where}: cannot read image {path}: {e}") from e
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with open(path, "rb") as handle, Image.open(handle) as image:
+                width, height = image.size
+                has_alpha = _has_alpha(image)
+    except Exception as e:  # noqa: BLE001 - decoders raise any type on malformed files
+        raise TransformsError(f"{where}: cannot read image {path}: {_describe(e)}") from e
+    if min(width, height) < 1 or width * height > max_pixels:
+        raise TransformsError(
+            f"{where}: image {path} is {width}x{height}: it must have between 1 and "
+            f"{max_pixels} pixels"
+        )
     return (height, width), has_alpha
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image format that PIL reads"
+    text = str(error)
+    return text if isinstance(error, OSError | ValueError) else f"{type(error).__name__}: {text}"
+
+
+def _is_outside(image_path: pathlib.Path, json_dir: pathlib.Path) -> bool:
+    """Whether an image resolves (links followed) to a place outside the transforms folder."""
+    try:
+        return not image_path.resolve().is_relative_to(json_dir.resolve())
+    except (OSError, RuntimeError):  # a link loop: not inside in any useful sense
+        return True
 
 
 def _holdout_matches(config: TransformsConfig, frames: list[dict], path: pathlib.Path) -> set:
@@ -359,17 +446,28 @@ def read_transforms(
             raise TransformsError(f"{where}: split must be one of {records.SPLITS}, got {split!r}")
         object_key = raw.get("object_id")
         if object_key is not None and (
-            isinstance(object_key, bool) or not isinstance(object_key, int | str)
+            isinstance(object_key, bool)
+            or not isinstance(object_key, int | str)
+            or (isinstance(object_key, int) and not _INT64[0] <= object_key <= _INT64[1])
         ):
-            raise TransformsError(f"{where}: object_id must be an int or a string")
-        image_path = _resolve_image(json_dir, file_path)
+            raise TransformsError(f"{where}: object_id must be an int64 or a string")
+        image_path = _resolve_image(json_dir, file_path, where)
         if image_path is None:
             reason = f"image file {json_dir / file_path} does not exist"
             if not config.skip_missing:
                 raise TransformsError(f"{where}: {reason}")
             skipped.append({"source": file_path, "reason": reason})
             continue
-        image_size, has_alpha = _image_header(image_path, where)
+        outside = _is_outside(image_path, json_dir)
+        if outside:
+            resolved = image_path.resolve()
+            if config.outside_folder == "skip":
+                reason = f"image {resolved} lies outside the folder of {path.name} ({json_dir})"
+                skipped.append({"source": file_path, "reason": reason})
+                logging.warning("%s: skipped: %s", where, reason)
+                continue
+            logging.warning("%s: image %s lies outside %s; used", where, resolved, json_dir)
+        image_size, has_alpha = _image_header(image_path, where, config.max_pixels)
         if config.image_size is None and frames and image_size != frames[0].image_size:
             raise TransformsError(
                 f"{where}: image is {image_size[0]}x{image_size[1]} but {frames[0].file_path} is "
@@ -388,6 +486,8 @@ def read_transforms(
                 object_key=object_key,
                 has_alpha=has_alpha,
                 split=split,
+                transforms_file=path,
+                outside_folder=outside,
             )
         )
         gl_matrices.append(matrix)
@@ -428,16 +528,24 @@ def load_frame(frame: Frame, config: TransformsConfig = TransformsConfig()) -> r
     """Decodes a frame's image, applies the background policy and resizing; returns its record.
 
     Raises:
-      TransformsError: the image cannot be decoded (the message names it).
+      TransformsError: the image cannot be decoded (the message names the transforms.json
+        file, the frame and the image).
     """
     try:
-        with Image.open(frame.image_path) as image:
-            image.load()
-            has_alpha = _has_alpha(image)
-            pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
-    except (OSError, Image.DecompressionBombError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # A file object: PIL's memory-mapped path mis-decodes some TIFFs (tfglo.data.photos).
+            with open(frame.image_path, "rb") as handle, Image.open(handle) as image:
+                if image.size != (frame.image_size[1], frame.image_size[0]):
+                    raise ValueError(
+                        f"its size changed to {image.size[0]}x{image.size[1]} since it was read"
+                    )
+                image.load()
+                has_alpha = _has_alpha(image)
+                pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    except Exception as e:  # noqa: BLE001 - decoders raise any type on malformed files
         raise TransformsError(
-            f"frame {frame.index}: cannot decode image {frame.image_path}: {e}"
+            f"{frame.where}: cannot decode image {frame.image_path}: {_describe(e)}"
         ) from e
     rgb = pixels[..., :3]
     alpha = pixels[..., 3] if has_alpha else None
@@ -491,6 +599,12 @@ def dataset_metadata(
         "world_frame": "the transforms.json world; camera axes converted to OpenCV",
         "holdout": {"eval_every": config.eval_every, "eval_frames": list(config.eval_frames)},
         "objects": {str(f.object_key): f.latent_id for f in frames if f.object_key is not None},
+        "outside_folder": config.outside_folder,
+        "frames_outside_folder": [
+            {"frame": f.index, "file_path": f.file_path, "resolved": str(f.image_path.resolve())}
+            for f in frames
+            if f.outside_folder
+        ],
     }
 
 

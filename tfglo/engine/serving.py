@@ -23,7 +23,12 @@ Every input is declared with an unknown shape and checked inside the graph (`gua
 `check_scalar`): TF Serving feeds a request's tensors to the graph without checking them against
 the signature's shapes, so only in-graph checks give the same error everywhere (TF Serving,
 `saved_model_cli run`, Python). A bad input fails with InvalidArgument and a message that names
-it, e.g. "latent must be [B, D] float32 with D=64".
+it, e.g. "latent must be [B, D] float32 with D=64". Cameras are checked for what they mean, not
+only their shape (`check_intrinsics`, `check_world_to_camera`): K must be a pinhole matrix
+[[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0 (a zero or negative focal, a skew, a
+wrong last row are refused: the renderer reads only fx, fy, cx, cy and would silently render
+something else), and [R | t] must be rigid (R R^T = I within `RIGID_TOLERANCE`, det R = +1);
+every entry finite and within +-`CAMERA_VALUE_LIMIT` (beyond it the ray maths overflows float32).
 
 Keras 3 trap: a SavedModel of Keras 3 layers inside a `tf.Module` loads in Python but fails under
 `saved_model_cli run` / TF Serving ("Could not find variable ...") unless the variables are
@@ -126,6 +131,13 @@ class ExportConfig:
 
 # Smallest accepted radius and focal factor (they must be > 0).
 _TINY = 1e-6
+# Largest |R R^T - I| entry of an accepted world-to-camera rotation: float32 rotations from
+# clients (and JSON round trips) are orthonormal to ~1e-6; 1e-3 is transforms.json's tolerance.
+RIGID_TOLERANCE = 1e-3
+# Largest |entry| of K (pixels) and of t (object units): squares stay far inside float32.
+CAMERA_VALUE_LIMIT = 1e6
+# Largest off-pinhole entry of K (skew, last row), relative to the focal length.
+_PINHOLE_TOLERANCE = 1e-4
 
 
 class Untracked:
@@ -211,6 +223,91 @@ def check_scalar(value, name: str, dtype: str, low=None, high=None, fallback=1) 
         conditions.append(first <= tf.cast(high, value.dtype))
     ok = tf.reduce_all(tf.stack(conditions))
     return guard(value, ok, message, fallback, [], data=["value", first])
+
+
+def _first_bad(ok_each: tf.Tensor) -> tf.Tensor:
+    """The index of the first False in a `[B]` bool tensor (0 if none), int32."""
+    return tf.cast(tf.argmin(tf.cast(ok_each, tf.int32)), tf.int32)
+
+
+def check_intrinsics(intrinsics: tf.Tensor) -> tf.Tensor:
+    """Checks that `[B, 3, 3]` finite K are pinhole matrices (module docstring); returns them.
+
+    The error names the input and the first bad camera (its index and its K).
+    """
+    fx, fy = intrinsics[:, 0, 0], intrinsics[:, 1, 1]
+    off = tf.stack(
+        [intrinsics[:, 0, 1], intrinsics[:, 1, 0], intrinsics[:, 2, 0], intrinsics[:, 2, 1]], 1
+    )
+    scale = tf.maximum(tf.maximum(tf.abs(fx), tf.abs(fy)), 1.0)
+    ok_each = tf.reduce_all(
+        tf.stack(
+            [
+                fx > 0.0,
+                fy > 0.0,
+                tf.reduce_all(tf.abs(off) <= _PINHOLE_TOLERANCE * scale[:, None], 1),
+                tf.abs(intrinsics[:, 2, 2] - 1.0) <= _PINHOLE_TOLERANCE,
+                tf.reduce_all(tf.abs(intrinsics) <= CAMERA_VALUE_LIMIT, [1, 2]),
+            ],
+            1,
+        ),
+        1,
+    )
+    bad = _first_bad(ok_each)
+    message = (
+        "intrinsics must be pinhole matrices [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with fx > 0 "
+        f"and fy > 0 (pixels, |entries| <= {CAMERA_VALUE_LIMIT:g}): not singular, no skew"
+    )
+    return guard(
+        intrinsics,
+        tf.reduce_all(ok_each),
+        message,
+        tf.eye(3, batch_shape=tf.shape(intrinsics)[:1]),
+        [None, 3, 3],
+        data=["first bad camera", bad, "its K", intrinsics[bad : bad + 1]],
+    )
+
+
+def check_world_to_camera(world_to_camera: tf.Tensor) -> tf.Tensor:
+    """Checks that `[B, 3, 4]` finite [R | t] are rigid (module docstring); returns them.
+
+    The error names the input and the first bad camera (its index, max |R R^T - I|, det R).
+    """
+    rotation = world_to_camera[:, :, :3]
+    eye = tf.eye(3, batch_shape=tf.shape(rotation)[:1])
+    error = tf.reduce_max(tf.abs(tf.matmul(rotation, rotation, transpose_b=True) - eye), [1, 2])
+    det = tf.linalg.det(rotation)
+    ok_each = tf.reduce_all(
+        tf.stack(
+            [
+                error <= RIGID_TOLERANCE,
+                det > 0.0,
+                tf.reduce_all(tf.abs(world_to_camera[:, :, 3]) <= CAMERA_VALUE_LIMIT, 1),
+            ],
+            1,
+        ),
+        1,
+    )
+    bad = _first_bad(ok_each)
+    message = (
+        "world_to_camera must be rigid transforms [R | t]: R orthonormal (max |R R^T - I| <= "
+        f"{RIGID_TOLERANCE:g}) with det R = +1, |t| entries <= {CAMERA_VALUE_LIMIT:g}"
+    )
+    return guard(
+        world_to_camera,
+        tf.reduce_all(ok_each),
+        message,
+        tf.eye(3, 4, batch_shape=tf.shape(world_to_camera)[:1]),
+        [None, 3, 4],
+        data=[
+            "first bad camera",
+            bad,
+            "max |R R^T - I|",
+            error[bad : bad + 1],  # slices, not gathers: never an error of their own
+            "det R",
+            det[bad : bad + 1],
+        ],
+    )
 
 
 class RenderModule(tf.Module):
@@ -340,17 +437,12 @@ class RenderModule(tf.Module):
         world_to_camera = tf.debugging.assert_all_finite(
             world_to_camera, "world_to_camera must be finite"
         )
+        # After the finiteness checks (their outputs feed these), so NaN names "finite".
+        intrinsics = check_intrinsics(intrinsics)
+        world_to_camera = check_world_to_camera(world_to_camera)
         height = check_scalar(height, "height", "int32", 1, size)
         width = check_scalar(width, "width", "int32", 1, size)
         return intrinsics, world_to_camera, height, width
-
-    def _check_latent(self, latent):
-        dim = self._latent_dim
-        shape = padded_shape(latent, 2)
-        ok = tf.logical_and(shape_is(latent, [None, dim]), shape[0] >= 1)
-        message = f"latent must be [B, D] float32 with D={dim} and B >= 1"
-        latent = guard(latent, ok, message, tf.zeros([1, dim]), [None, dim])
-        return tf.debugging.assert_all_finite(latent, "latent must be finite")
 
     def _check_latent(self, latent):
         dim = self._latent_dim
@@ -736,6 +828,14 @@ if "sample_latents" in loaded.signatures:
 else:  # a family without a latent Gaussian: standard normal codes of the exported size
     info = json.load(open(os.path.join(export_dir, "assets.extra", "tfglo_export.json")))
     latent = tf.random.stateless_normal([batch, info["latent_dim"]], [0, 0])
+def peak_kb():
+    # VmHWM is this process's own peak; getrusage's ru_maxrss survives exec on Linux, so in a
+    # child of a large process (python -m tfglo.bench) it would report the parent's peak.
+    try:
+        with open("/proc/self/status") as f:
+            return int(next(l for l in f if l.startswith("VmHWM")).split()[1])
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 def call():
     out = render(latent=latent, intrinsics=orbit["intrinsics"],
                  world_to_camera=orbit["world_to_camera"], height=tf.constant(size),
@@ -747,13 +847,13 @@ render(latent=latent[:1], intrinsics=orbit["intrinsics"][:1],
        world_to_camera=orbit["world_to_camera"][:1], height=tf.constant(4),
        width=tf.constant(4))["rgb"].numpy()
 first = time.perf_counter() - start
-load_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+load_rss = peak_kb()
 times = []
 for _ in range(repeats):
     start = time.perf_counter(); call(); times.append(time.perf_counter() - start)
 print(json.dumps({"warmup_s": first, "seconds": float(np.median(times)),
                   "load_rss_kb": load_rss,
-                  "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "peak_rss_kb": peak_kb()}))
 """
 
 

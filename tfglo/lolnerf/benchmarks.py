@@ -72,7 +72,13 @@ def make_train_step(
 
 
 def benchmark_train_step(
-    peak_gflops: float, ray_counts=(1024,), jit_options=(False, True), min_seconds: float = 8.0
+    peak_gflops: float,
+    ray_counts=(1024,),
+    jit_options=(False, True),
+    min_seconds: float = 8.0,
+    model_config: model_config_lib.ModelConfig | None = None,
+    peak_size: int = 2048,
+    peak_seconds: float = 1.0,
 ) -> None:
     """One training step of the default-size model, with and without XLA; one line per variant.
 
@@ -84,9 +90,11 @@ def benchmark_train_step(
     peak memory grows ~4.5 MB per ray (~19 GB at 4096 rays, both variants in one process).
 
     The machines here are shared, so each line also carries `nearby_peak_gflops`, the matmul
-    peak re-measured just before and after that variant (mean), and `nearby_ratio` against it.
+    peak re-measured just before and after that variant (mean; `peak_size`, `peak_seconds`), and
+    `nearby_ratio` against it. `model_config` (default: `ModelConfig(num_latents=64)`) and the
+    other sizes shrink it (`python -m tfglo.bench --quick`).
     """
-    model_config = model_config_lib.ModelConfig(num_latents=64)
+    model_config = model_config or model_config_lib.ModelConfig(num_latents=64)
     model = model_lib.LOLNeRF(model_config)
     model.build_all()
     for num_rays in ray_counts:
@@ -103,12 +111,13 @@ def benchmark_train_step(
             )
             seed = tf.constant([1, 2], tf.int32)
             step(batch, seed)[0].numpy()  # Trace and compile outside the timing.
-            before = benchmarking.matmul_peak_gflops(min_seconds=1.0)
+            before = benchmarking.matmul_peak_gflops(peak_size, min_seconds=peak_seconds)
             seconds = benchmarking.time_call(
                 lambda step=step, batch=batch, seed=seed: step(batch, seed)[0].numpy(),
                 min_seconds=min_seconds,
             )
-            nearby_peak = 0.5 * (before + benchmarking.matmul_peak_gflops(min_seconds=1.0))
+            after = benchmarking.matmul_peak_gflops(peak_size, min_seconds=peak_seconds)
+            nearby_peak = 0.5 * (before + after)
             gflops = flops / seconds / 1e9
             benchmarking.report(
                 "train_step",
@@ -125,14 +134,21 @@ def benchmark_train_step(
             )
 
 
-def benchmark_render(peak_gflops: float, sizes=(64, 256), jit_options=(False, True)) -> None:
+def benchmark_render(
+    peak_gflops: float,
+    sizes=(64, 256),
+    jit_options=(False, True),
+    model_config: model_config_lib.ModelConfig | None = None,
+    min_seconds: float = 2.0,
+) -> None:
     """Render latency of a default-size LOLNeRF per image size and XLA setting, one line each.
 
     FLOPs are the forward third of `model.train_step_flops` (field matmuls, 2 per multiply-add).
     Sizes after the first reuse the traced chunk function, so a large image is timed over one
-    call (a 256 x 256 default-size image takes minutes on a small CPU).
+    call (a 256 x 256 default-size image takes minutes on a small CPU); the first is timed over
+    `min_seconds`. `model_config` (default `ModelConfig()`) shrinks it.
     """
-    model_config = model_config_lib.ModelConfig()
+    model_config = model_config or model_config_lib.ModelConfig()
     model = model_lib.LOLNeRF(model_config)
     model.build_all()
     latent = tf.zeros([model_config.latent_dim])
@@ -144,7 +160,7 @@ def benchmark_render(peak_gflops: float, sizes=(64, 256), jit_options=(False, Tr
             )
             seconds = benchmarking.time_call(
                 lambda r=renderer, c=cam, s=size: r(latent, c, s, s)["rgb"].numpy(),
-                min_seconds=2.0 if index == 0 else 0.0,
+                min_seconds=min_seconds if index == 0 else 0.0,
                 warmup=1 if index == 0 else 0,
             )
             rays = size * size
@@ -173,9 +189,13 @@ def write_benchmark_dataset(path: str, num_images: int, image_size: int) -> None
         writer.metadata.update(synthetic.dataset_metadata(config))
 
 
-def train_step_rays_per_second(num_rays: int) -> float:
-    """Rays/s of one default LOLNeRF training step (no XLA)."""
-    model_config = model_config_lib.ModelConfig(num_latents=64)
+def train_step_rays_per_second(
+    num_rays: int,
+    model_config: model_config_lib.ModelConfig | None = None,
+    min_seconds: float = 3.0,
+) -> float:
+    """Rays/s of one LOLNeRF training step (no XLA; default `ModelConfig(num_latents=64)`)."""
+    model_config = model_config or model_config_lib.ModelConfig(num_latents=64)
     model = model_lib.LOLNeRF(model_config)
     model.build_all()
     step = make_train_step(
@@ -187,38 +207,46 @@ def train_step_rays_per_second(num_rays: int) -> float:
     )
     batch = synthetic_ray_batch(num_rays, model_config.num_latents)
     seed = tf.constant([1, 2], tf.int32)
-    seconds = benchmarking.time_call(lambda: step(batch, seed)[0].numpy(), min_seconds=3.0)
+    seconds = benchmarking.time_call(lambda: step(batch, seed)[0].numpy(), min_seconds=min_seconds)
     return num_rays / seconds
 
 
-def benchmark_pipeline(peak_gflops: float) -> None:
+def benchmark_pipeline(
+    peak_gflops: float,
+    num_images: int = 256,
+    image_size: int = 64,
+    config: pipeline.RayBatchConfig | None = None,
+    model_config: model_config_lib.ModelConfig | None = None,
+    min_seconds: float = 3.0,
+) -> None:
     """Prints the rays/s the training pipeline delivers (cached and streaming), the rays/s of one
     default LOLNeRF training step and the ratio (target >= 5).
 
-    The data set: 256 synthetic heads at 64 x 64 in a temporary directory; the default
-    `RayBatchConfig` (32 images x 64 rays = 2048 rays per batch).
+    The data set: `num_images` synthetic heads at `image_size` in a temporary directory; the
+    default `RayBatchConfig` (32 images x 64 rays = 2048 rays per batch); each rate is measured
+    over `min_seconds`. The arguments shrink it (`python -m tfglo.bench --quick`).
     """
     del peak_gflops  # input pipelines are bound by memory and the runtime, not matmul FLOPs
-    config = pipeline.RayBatchConfig()
+    config = config or pipeline.RayBatchConfig()
     num_rays = config.images_per_batch * config.rays_per_image
     root = tempfile.mkdtemp(prefix="tfglo-bench-pipeline-")
     try:
         path = os.path.join(root, "data")
-        write_benchmark_dataset(path, num_images=256, image_size=64)
+        write_benchmark_dataset(path, num_images=num_images, image_size=image_size)
         rates = {}
         for cache in (True, False):
             dataset = pipeline.train_dataset(path, dataclasses.replace(config, cache=cache))
-            rates[cache] = pipeline.measure_rays_per_second(dataset, num_rays)
+            rates[cache] = pipeline.measure_rays_per_second(dataset, num_rays, min_seconds)
             benchmarking.report(
                 "pipeline",
                 cache=int(cache),
                 rays_per_batch=num_rays,
-                image_size=64,
+                image_size=image_size,
                 rays_per_s=rates[cache],
             )
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    step_rate = train_step_rays_per_second(num_rays)
+    step_rate = train_step_rays_per_second(num_rays, model_config, min_seconds)
     benchmarking.report(
         "pipeline_vs_train_step",
         rays_per_batch=num_rays,

@@ -202,7 +202,16 @@ def mesh_summary(mesh: mesh_lib.Mesh, scene_radius: float) -> dict:
 
 
 def _peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports KiB, macOS bytes)."""
+    """Peak resident set size of this process so far, MiB (Linux reports KiB, macOS bytes).
+
+    Linux: /proc/self/status VmHWM, this process's own peak (getrusage's ru_maxrss survives
+    exec, so in this child of `python -m tfglo.bench` it would give the parent's peak).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("VmHWM")).split()[1]) / 1024.0
+    except (OSError, StopIteration):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
@@ -224,8 +233,11 @@ def benchmark_mesh(peak_gflops: float, resolution: int = 256) -> None:
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith("mesh ")]
     if result.returncode or not lines:
-        benchmarking.report("mesh", skipped=f"child_failed:rc={result.returncode}")
-        return
+        # A failure, not a skip: `python -m tfglo.bench` reports it and exits non-zero.
+        raise RuntimeError(
+            f"the mesh benchmark process failed (exit status {result.returncode}): "
+            f"{result.stderr.strip()[-2000:]}"
+        )
     print(lines[-1], flush=True)
 
 

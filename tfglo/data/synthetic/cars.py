@@ -333,13 +333,14 @@ def dataset_metadata(config: CarsConfig) -> dict[str, Any]:
     return metadata
 
 
-def benchmark_cars(peak_gflops: float) -> None:
-    """Prints `synthetic_cars images_per_s=...` for 60 images at 64 x 64 on this process."""
+def benchmark_cars(peak_gflops: float, num_objects: int = 20, image_size: int = 64) -> None:
+    """Prints `synthetic_cars images_per_s=...` for 3 views of `num_objects` cars (60 images) at
+    `image_size` (64) on this process."""
     del peak_gflops  # numpy on one core; a ratio to the TF matmul peak means nothing here
     generation.benchmark_class(
         "synthetic_cars",
         generate,
-        CarsConfig(num_objects=20, image_size=64, eval_views_per_object=2),
+        CarsConfig(num_objects=num_objects, image_size=image_size, eval_views_per_object=2),
         CarsConfig(num_objects=1, image_size=8),
         target_images_per_s=50,
     )

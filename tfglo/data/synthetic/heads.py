@@ -561,13 +561,14 @@ def dataset_metadata(config: SyntheticConfig) -> dict[str, Any]:
     return metadata
 
 
-def benchmark_synthetic(peak_gflops: float) -> None:
-    """Prints `synthetic images_per_s=...` for 100 images at 64 x 64 on this process."""
+def benchmark_synthetic(peak_gflops: float, num_objects: int = 20, image_size: int = 64) -> None:
+    """Prints `synthetic images_per_s=...` for 5 views of `num_objects` heads (100 images) at
+    `image_size` (64) on this process."""
     del peak_gflops  # numpy on one core; a ratio to the TF matmul peak means nothing here
     generation.benchmark_class(
         "synthetic",
         generate,
-        SyntheticConfig(num_objects=20, image_size=64, eval_views_per_object=4),
+        SyntheticConfig(num_objects=num_objects, image_size=image_size, eval_views_per_object=4),
         SyntheticConfig(num_objects=1, image_size=8),
         target_images_per_s=50,
     )

@@ -266,13 +266,14 @@ def dataset_metadata(config: ShapesConfig) -> dict[str, Any]:
     return generation.base_metadata("shapes", config, config.constant_background)
 
 
-def benchmark_shapes(peak_gflops: float) -> None:
-    """Prints `synthetic_shapes images_per_s=...` for 120 images at 64 x 64 on this process."""
+def benchmark_shapes(peak_gflops: float, num_objects: int = 10, image_size: int = 64) -> None:
+    """Prints `synthetic_shapes images_per_s=...` for 12 views of `num_objects` scenes (120
+    images) at `image_size` (64) on this process."""
     del peak_gflops  # numpy on one core; a ratio to the TF matmul peak means nothing here
     generation.benchmark_class(
         "synthetic_shapes",
         generate,
-        ShapesConfig(num_objects=10, image_size=64),
+        ShapesConfig(num_objects=num_objects, image_size=image_size),
         ShapesConfig(num_objects=1, image_size=8, train_views_per_object=1),
         target_images_per_s=50,
     )
