@@ -23,6 +23,7 @@ BENCHMARKS = {
     "prepare_photos": "tfglo.data.photo_import:benchmark_prepare_photos",
     "render": "tfglo.lolnerf.benchmarks:benchmark_render",
     "serving": "tfglo.lolnerf.benchmarks:benchmark_serving",
+    "nerf_vae_train_step": "tfglo.nerf_vae.benchmarks:benchmark_train_step",
 }
 
 _ONLY = flags.DEFINE_list("only", None, f"Benchmarks to run (default all): {sorted(BENCHMARKS)}.")

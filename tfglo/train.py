@@ -14,6 +14,7 @@ values) or when the loss became non-finite (the message names the last good chec
 after Ctrl-C or SIGTERM, which first save a checkpoint of the current step (single-worker runs).
 """
 
+import dataclasses
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ import sys
 from absl import app, flags, logging
 
 from tfglo.data import dataset_dir, pipeline
+from tfglo.engine import family as family_lib
 from tfglo.engine import run_dir as run_dir_lib
 from tfglo.engine import trainer
 from tfglo.lolnerf import config as model_config_lib
@@ -60,17 +62,32 @@ FLAG_SPEC = configs.ConfigFlags(
         configs.Flag(
             "run_dir", "string", None, "Run directory: config.json, checkpoints/, tensorboard/."
         ),
+        # vae2 branch: the model-family switch (see the marked block below).
+        configs.Flag(
+            "model", "enum", "lolnerf", "Model family.", enum_values=("lolnerf", "nerf_vae")
+        ),
     ),
 )
+# ---- BEGIN vae2 branch: a minimal --model switch (the lead replaces this block with the
+# family-generic train app). Every family's flags are defined (NeRF-VAE's from its family's
+# `flag_spec()`; shared names agree in type, default and meaning), `--model` picks the family and
+# `build_configs` asks it for its configs (`configs_from_flags`).
+_FAMILY_SPECS = {"lolnerf": FLAG_SPEC, "nerf_vae": family_lib.get_family("nerf_vae").flag_spec()}
+_UNION: dict[str, configs.Flag] = {}
+for _spec in _FAMILY_SPECS.values():
+    for _name, _flag in _spec.flags.items():
+        _UNION.setdefault(_name, dataclasses.replace(_flag, fields=()))
+_ALL_FLAGS = configs.ConfigFlags("tfglo.train", {}, extra=tuple(_UNION.values()))
+# ---- END vae2 branch block.
 # Names of this app's flags (config.json records their values). Defined at import: in-process
 # users (tests, ablations) parse the global FLAGS of this module.
-FLAG_NAMES = FLAG_SPEC.names
-FLAG_SPEC.define(FLAGS)
+FLAG_NAMES = _ALL_FLAGS.names
+_ALL_FLAGS.define(FLAGS)
 
 
 def flag_values() -> dict:
     """The values of this app's flags (JSON-able)."""
-    return FLAG_SPEC.values(FLAGS)
+    return _ALL_FLAGS.values(FLAGS)
 
 
 def flagfile_values(flagfile: str | os.PathLike | None = None, **overrides) -> dict:
@@ -80,7 +97,7 @@ def flagfile_values(flagfile: str | os.PathLike | None = None, **overrides) -> d
     `python -m tfglo.train --flagfile=FILE --name=value ...` would use. See
     `configs.ConfigFlags.flagfile_values`.
     """
-    return FLAG_SPEC.flagfile_values(flagfile, **overrides)
+    return _ALL_FLAGS.flagfile_values(flagfile, **overrides)
 
 
 def build_configs(values: dict, metadata: dict):
@@ -90,6 +107,8 @@ def build_configs(values: dict, metadata: dict):
       ValueError: invalid values (the message names the setting), or a latent table smaller than
         the dataset's latent ids.
     """
+    if values.get("model", "lolnerf") != "lolnerf":  # vae2 branch: the family's own configs
+        return _family_configs(values, metadata)
     dataset_latents = int(metadata.get("num_latents") or 0)
     num_latents = values["num_latents"] or dataset_latents
     if num_latents < 1:
@@ -103,6 +122,12 @@ def build_configs(values: dict, metadata: dict):
     return built["model"], built["loss"], built["train"], built["data"]
 
 
+def _family_configs(values: dict, metadata: dict):
+    """vae2 branch: (model, loss, train, data) of the family `values["model"]` names."""
+    built = family_lib.get_family(values["model"]).configs_from_flags(values, metadata)
+    return built["model"], built["loss"], built["train"], built["data"]
+
+
 def train(
     dataset: str | os.PathLike,
     run_dir: str | os.PathLike,
@@ -113,6 +138,7 @@ def train(
     flags_used: dict | None = None,
     strategy=None,
     log=trainer.print_line,
+    model: str = "lolnerf",
 ) -> trainer.TrainResult:
     """Trains LOLNeRF: checks/writes run_dir/config.json, resumes, trains to num_steps.
 
@@ -124,6 +150,7 @@ def train(
       strategy: default `trainer.make_strategy(train_config.strategy, train_config.tpu)`; made
         before any other TensorFlow op (a MultiWorkerMirroredStrategy must be).
       log: receives console lines.
+      model: the model family (vae2 branch: --model).
 
     Raises:
       dataset_dir.DatasetError: the dataset directory is invalid.
@@ -132,9 +159,7 @@ def train(
     """
     import keras
 
-    from tfglo.engine import family as family_lib
-
-    family = family_lib.get_family("lolnerf")
+    family = family_lib.get_family(model)
     configs = family.check_configs(
         {"model": model_config, "loss": loss_config, "train": train_config, "data": data_config}
     )
@@ -150,10 +175,15 @@ def train(
     # Deterministic initialisation (Keras initialisers draw from the global seed).
     keras.utils.set_random_seed(train_config.seed)
     trainer_ = trainer.Trainer(family, configs, run_dir, dataset, strategy=strategy, log=log)
-    batch_rays = data_config.images_per_batch * data_config.rays_per_image
+    if model == "lolnerf":
+        batch_rays = data_config.images_per_batch * data_config.rays_per_image
+        what = f"LOLNeRF on {dataset} ({metadata.get('num_images')} images, "
+        what += f"{model_config.num_latents} latents)"
+    else:  # vae2 branch: NeRF-VAE scene batches
+        batch_rays = data_config.scenes_per_batch * data_config.target_rays
+        what = f"{model} on {dataset} ({metadata.get('num_objects')} scenes)"
     log(
-        f"training LOLNeRF on {dataset} ({metadata.get('num_images')} images, "
-        f"{model_config.num_latents} latents) for {train_config.num_steps} steps: "
+        f"training {what} for {train_config.num_steps} steps: "
         f"{batch_rays} rays/step over {strategy.num_replicas_in_sync} replica(s) "
         f"({type(strategy).__name__}); TensorBoard: tensorboard --logdir "
         f"{os.path.join(str(run_dir), trainer.TENSORBOARD_DIR)}"
@@ -189,7 +219,14 @@ def main(argv):
         strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.tpu)
         # SIGTERM (a scheduler's preemption, `kill`) saves a checkpoint like Ctrl-C does.
         signal.signal(signal.SIGTERM, _interrupt)
-        train(FLAGS.dataset, FLAGS.run_dir, *configs, flags_used=flag_values(), strategy=strategy)
+        train(
+            FLAGS.dataset,
+            FLAGS.run_dir,
+            *configs,
+            flags_used=flag_values(),
+            strategy=strategy,
+            model=FLAGS.model,
+        )
     except KeyboardInterrupt:
         print(
             "train: interrupted; the newest checkpoint holds the last step (run the same "
