@@ -23,6 +23,7 @@ def test_demo_runs_every_step_and_writes_outputs(tmp_path, repo_root):
         "--eval_views=1",
         "--render_ids=0",
         "--noablations",
+        "--nonerf_vae",  # its section at smoke size: tests/test_nerf_vae_demo.py
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=repo_root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

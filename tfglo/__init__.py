@@ -12,4 +12,5 @@ __version__ = "0.1.0"
 # a run directory's config.json names its family with one of these keys.
 MODEL_FAMILIES = {
     "lolnerf": "tfglo.lolnerf.family:FAMILY",
+    "nerf_vae": "tfglo.nerf_vae.family:FAMILY",
 }

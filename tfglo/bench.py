@@ -41,6 +41,7 @@ BENCHMARKS = {
     "prepare_photos": "tfglo.data.photo_import:benchmark_prepare_photos",
     "render": "tfglo.lolnerf.benchmarks:benchmark_render",
     "serving": "tfglo.lolnerf.benchmarks:benchmark_serving",
+    "nerf_vae_train_step": "tfglo.nerf_vae.benchmarks:benchmark_train_step",
 }
 
 QUICK_ENV = "TFGLO_BENCH_QUICK"

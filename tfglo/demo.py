@@ -14,6 +14,8 @@ exactly what users run):
 5. `tfglo.lift`: an unseen head's rendered view, handed over as a photo with its camera and
    mask, lifted to 3D (latent, reconstruction, orbit GIF with depth, mesh) under `lift/`.
 6. `tfglo.export`: a SavedModel for TF Serving; prints the serving command.
+7. NeRF-VAE (`--nerf_vae`, `tfglo.nerf_vae.demo`): shapes scenes, `flags/nerf_vae_demo.cfg`,
+   k = 1, 2, 4 context views of unseen scenes against a per-scene NeRF, prior samples, an orbit.
 
 Everything goes under `--output` (default outputs/demo); `metrics.json` collects the numbers.
 """
@@ -49,6 +51,10 @@ def define_flags() -> None:
     flags.DEFINE_boolean("export", True, "Export the trained model for TF Serving.")
     flags.DEFINE_boolean(
         "fresh", True, "Start from scratch (delete --output first); otherwise resume the runs."
+    )
+    flags.DEFINE_boolean("nerf_vae", True, "Also run the NeRF-VAE section (shapes scenes).")
+    flags.DEFINE_string(
+        "nerf_vae_flagfile", None, "NeRF-VAE flagfile (default: flags/nerf_vae_demo.cfg)."
     )
 
 
@@ -228,6 +234,8 @@ def main(argv):
             "export", f"--run_dir={full_run}", f"--export_base={out / 'export'}"
         )
 
+    if FLAGS.nerf_vae:
+        metrics["nerf_vae"] = _nerf_vae(out)
     timings["total"] = time.perf_counter() - start
     metrics["seconds"] = timings
     full, board = metrics.get("full", {}), metrics.get("billboard", {})
@@ -250,6 +258,14 @@ def main(argv):
     print(f"TensorBoard: tensorboard --logdir {(out / 'runs').resolve()}")
     print(f"total {timings['total'] / 60:.1f} min")
     logging.info("demo finished")
+
+
+def _nerf_vae(out: pathlib.Path) -> dict:
+    """The NeRF-VAE section (`tfglo.nerf_vae.demo`): shapes scenes, train, evaluate, render."""
+    from tfglo.nerf_vae import demo as nerf_vae_demo
+
+    flagfile = FLAGS.nerf_vae_flagfile or str(REPO_FLAGS / "nerf_vae_demo.cfg")
+    return nerf_vae_demo.run_section(out / "nerf_vae", _app, flagfile)
 
 
 def run():

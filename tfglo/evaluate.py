@@ -16,9 +16,17 @@ object's training image on a plane through the origin) is scored on the same vie
 `report.json`, `grids/<object>.png` (ground truth | render | depth | error | billboard, one row
 per view), `latents.npy` when inverting, and prints a table.
 
+A NeRF-VAE run (config.json names the family) is evaluated by its family's `evaluate` hook
+(`tfglo.nerf_vae.evaluation`): every object's first k train views are encoded, for each k of
+`--context_views` (default 1,2,4), and its eval views scored against a per-scene NeRF fit to the
+same k views (`--per_scene_steps`) and against latent optimisation from the prior mean and from
+the encoder's mean (`--inversion_steps`):
+
+    python -m tfglo.evaluate --run_dir=RUN --dataset=DATA --output=OUT --context_views=1,2,4
+
 The library is `tfglo.engine.evaluation` (`evaluate_run`, `evaluate_model`); the flags are the
-fields of its `EvaluateConfig` (derived, see `tfglo.utils.configs`) and this module only turns
-them into one.
+fields of its `EvaluateConfig` and of NeRF-VAE's `SceneEvaluateConfig` (derived, see
+`tfglo.utils.configs`) and this module only turns them into those.
 """
 
 from tfglo.utils import tf_logs
@@ -32,14 +40,17 @@ import numpy as np
 from absl import app, flags
 
 from tfglo.engine import evaluation, inversion
+from tfglo.nerf_vae import baselines as nerf_vae_baselines
+from tfglo.nerf_vae import evaluation as nerf_vae_evaluation
 from tfglo.utils import app as app_utils
 from tfglo.utils import configs
 
 FLAGS = flags.FLAGS
 FLAG_SPEC = configs.ConfigFlags(
     "tfglo.evaluate",
-    {"evaluate": evaluation.EvaluateConfig},
+    {"evaluate": evaluation.EvaluateConfig, "nerf_vae": nerf_vae_evaluation.SceneEvaluateConfig},
     naming={
+        nerf_vae_baselines.PerSceneNeRFConfig: configs.FlagNames(prefix="per_scene_"),
         # --init_latents (a .npy file) sets initial_latents, in `config_from_flags`.
         evaluation.EvaluateConfig: configs.FlagNames(skip=("initial_latents",)),
         inversion.InversionConfig: configs.FlagNames(
@@ -89,8 +100,15 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
 
     config = config_from_flags(f)
     run = run_dir_lib.load_run(f.run_dir)
-    report = evaluation.evaluate_run(run, f.dataset, config, output_dir=f.output)
-    print(evaluation.format_table(report))
+    if run.family_name == "nerf_vae":  # encode k context views (tfglo.nerf_vae.evaluation)
+        scenes = FLAG_SPEC.build(FLAG_SPEC.values(f))["nerf_vae"]
+        report = run.family.evaluate(
+            run, f.dataset, config=config, scene_config=scenes, output_dir=f.output
+        )
+        print(nerf_vae_evaluation.format_table(report))
+    else:
+        report = evaluation.evaluate_run(run, f.dataset, config, output_dir=f.output)
+        print(evaluation.format_table(report))
     print(f"report: {pathlib.Path(f.output) / evaluation.REPORT_FILE}")
 
 

@@ -22,6 +22,18 @@ Outputs (under --output):
   of the foreground density inside the run's bounding sphere, vertex colours from the field
   (`tfglo.nerf.mesh_extraction`); prints vertex and face counts and whether it is watertight.
 
+A NeRF-VAE run (config.json names the family) has no latent table: its codes are encoded from
+context views, or drawn from its prior:
+
+    python -m tfglo.render --run_dir=DIR --output=DIR --mode=orbit --context_dataset=NEW \
+        --objects=0,1 --context_views=4
+    python -m tfglo.render --run_dir=DIR --output=DIR --mode=interpolate --objects=0,3
+    python -m tfglo.render --run_dir=DIR --output=DIR --mode=sample --truncation=0.7
+
+orbit and interpolate encode objects of `--context_dataset` (default: the run's training data)
+from their first `--context_views` training views (`tfglo.nerf_vae.scenes`); sample draws
+`--num_samples` codes from the prior N(0, I) scaled by `--truncation`.
+
 The framing flags are the fields of `tfglo.engine.views.ViewConfig`, the mesh flags
 (`--mesh_resolution`, `--mesh_level`, `--mesh_chunk_points`, `--mesh_color_offset`) those of
 `tfglo.nerf.mesh_extraction.MeshConfig` (derived, see `tfglo.utils.configs`); the rendering and
@@ -42,6 +54,7 @@ from tfglo.engine import views
 from tfglo.geometry import mesh as mesh_lib
 from tfglo.lolnerf import identities
 from tfglo.nerf import mesh_extraction
+from tfglo.nerf_vae import scenes as nerf_vae_scenes
 from tfglo.utils import app as app_utils
 from tfglo.utils import configs
 
@@ -74,6 +87,19 @@ FLAG_SPEC = configs.ConfigFlags(
         Flag("truncation", "float", 0.7, "Sampling: scale of the deviation from the mean code."),
         Flag("seed", "integer", 0, "Sampling seed."),
         Flag("fps", "float", 12.0, "GIF frame rate."),
+        Flag(
+            "context_dataset",
+            "string",
+            None,
+            "NeRF-VAE: dataset whose objects are encoded (default: the run's training data).",
+        ),
+        Flag(
+            "objects",
+            "list",
+            None,
+            "NeRF-VAE: object ids to encode (orbit: default the first; interpolate: two).",
+        ),
+        Flag("context_views", "integer", 4, "NeRF-VAE: context views encoded per object."),
     ),
 )
 
@@ -105,17 +131,32 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     output.mkdir(parents=True, exist_ok=True)
     logging.info("rendering %s at %dx%d: %s", f.mode, view.image_size, view.image_size, view)
     ids = [int(i) for i in f.ids] if f.ids else None
+    vae = run.family_name == "nerf_vae"  # codes: encoded objects, or the prior
+    if vae and f.mode != "sample":
+        encoded = nerf_vae_scenes.select_codes(
+            model,
+            f.context_dataset or run.dataset_dir,
+            f.objects,
+            f.context_views,
+            f.latents,
+            default_count=2 if f.mode == "interpolate" else 1,
+        )
     if f.mode == "orbit":
-        codes, names = identities.select_latents(model, ids, f.latents)
+        codes, names = encoded if vae else identities.select_latents(model, ids, f.latents)
         for code, name in zip(codes, names):
             frames = views.render_orbit(model, code, view, f.num_frames)
             written = views.write_frames(output / name, frames, fps=f.fps)
             print(f"{name}: {len(frames)} frames, {written['gif']}")
     elif f.mode == "interpolate":
         ids = ids if ids is not None else [0, 1]
-        if len(ids) != 2:
+        if vae:
+            codes, names = encoded
+            if len(codes) != 2:
+                raise app.UsageError(f"--mode=interpolate needs two --objects, got {names}")
+        elif len(ids) != 2:
             raise app.UsageError(f"--mode=interpolate needs exactly two --ids, got {ids}")
-        codes, names = identities.select_latents(model, ids, f.latents)
+        else:
+            codes, names = identities.select_latents(model, ids, f.latents)
         path = identities.interpolation_latents(codes[0], codes[1], f.num_frames)
         frames = views.render_strip(model, path, view)
         directory = output / f"interpolate_{names[0]}_{names[1]}"
@@ -124,7 +165,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
         print(f"interpolation {names[0]} -> {names[1]}: {strip['colour']}")
         print(f"gif: {written['gif']}")
     elif f.mode == "mesh":
-        codes, names = identities.select_latents(model, ids, f.latents)
+        codes, names = encoded if vae else identities.select_latents(model, ids, f.latents)
         radius = float(run.model_config.render.scene_radius)
         for code, name in zip(codes, names):
             mesh = mesh_extraction.extract_mesh(
@@ -140,10 +181,15 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             closed = "watertight" if facts["watertight"] else "not watertight"
             print(f"{name}: {facts['vertices']} vertices, {facts['faces']} faces, {closed}: {ply}")
     else:
-        table = identities.table_latents(model)
-        if f.latents:
-            table, _ = identities.select_latents(model, None, f.latents)
-        codes, _, _ = identities.sample_identities(table, f.num_samples, f.seed, f.truncation)
+        if vae:
+            codes = nerf_vae_scenes.prior_latents(
+                f.num_samples, model.latent_dim, f.seed, f.truncation
+            )
+        else:
+            table = identities.table_latents(model)
+            if f.latents:
+                table, _ = identities.select_latents(model, None, f.latents)
+            codes, _, _ = identities.sample_identities(table, f.num_samples, f.seed, f.truncation)
         frames = views.render_strip(model, codes, view)
         directory = output / "samples"
         views.write_images(directory, frames, "sample")

@@ -60,6 +60,7 @@ SCENE_KEYS = (
     "rgb",
     "mask",
     "novel",
+    "target_pixels",
 )
 # Seed streams (distinct from tfglo.data.pipeline's 1..3 only for readability; seeds are also keyed
 # by the pipeline, so the two never share one).
@@ -252,7 +253,9 @@ def train_dataset(
       origins `[B, R, 3]`, directions `[B, R, 3]` (unit, world), near `[B, R]`, far `[B, R]`
       (object units; 0 where the ray misses), hit `[B, R]` bool, rgb `[B, R, 3]` float32 in
       [0, 1], mask `[B, R]` float32 in [0, 1] (1 where the record has no mask), novel `[B, R]`
-      bool (the ray's view is not a context view).
+      bool (the ray's view is not a context view), target_pixels `[B]` float32: the pixels of
+      the scene's target views (target_views x H x W), what R rays stand for (the NeRF-VAE
+      likelihood rescales its sum over the rays to whole images with it).
 
     Raises:
       DatasetError: invalid dataset directory, bad scenes (see `check_scenes`), too few objects
@@ -407,6 +410,7 @@ def train_dataset(
             "rgb": tf.cast(batch["rgb"], tf.float32) / 255.0,
             "mask": tf.cast(batch["mask"], tf.float32) / 255.0,
             "novel": batch["novel"],
+            "target_pixels": tf.fill([local_scenes], float(num_targets * height * width)),
         }
         shapes = {
             "context_images": [local_scenes, num_context, size_h, size_w, 3],
@@ -416,6 +420,7 @@ def train_dataset(
             "origins": [local_scenes, num_rays, 3],
             "directions": [local_scenes, num_rays, 3],
             "rgb": [local_scenes, num_rays, 3],
+            "target_pixels": [local_scenes],
         }
         for key, value in out.items():
             value.set_shape(shapes.get(key, [local_scenes, num_rays]))
