@@ -22,6 +22,7 @@ EXTRAS_REQUIRE = {
     "test": [
         "pytest>=8",
         "hypothesis>=6.100",
+        "pytest-xdist>=3.5",
         "ruff==0.17.6",
     ],
 }
