@@ -315,7 +315,14 @@ def check_resume(
     differences = []
     for key in family.checkpoint_sections:
         new = configs_lib.to_dict(configs[key])
-        differences += _differences(values["configs"].get(key, {}), new, f"{key}.")
+        old = values["configs"].get(key, {})
+        try:
+            # Through the dataclass: fields added since the run was made read as their defaults
+            # (a new field's default keeps the old behaviour), so they are no difference.
+            old = configs_lib.to_dict(configs_lib.from_dict(type(configs[key]), old))
+        except (TypeError, ValueError):
+            pass  # an unreadable section: every field is reported below
+        differences += _differences(old, new, f"{key}.")
     if differences:
         raise RunDirError(
             f"{run_dir} holds a run with another model configuration ({'; '.join(differences)}): "
