@@ -19,9 +19,11 @@ $(STAMP): setup.py
 
 venv: $(STAMP)
 
-# The default suite: everything but tests marked slow (under 15 minutes on 2 cores).
+# The default suite: everything but tests marked slow (under 15 minutes on 2 cores). Two
+# pytest-xdist workers, one test file each at a time (a file's module fixtures are built once).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 # Everything, including the slow quality and multi-process tests.
 test-all: $(STAMP)
