@@ -437,6 +437,67 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
         assert np.all(np.isfinite(value))
 
 
+def test_stop_request_and_keyboard_interrupt_save_the_step_reached(tmp_path):
+    # should_stop (SIGTERM in tfglo.train) is polled between steps: the run stops at a step
+    # boundary, saves that step (off the checkpoint_every grid) and raises KeyboardInterrupt.
+    calls = []
+    t = _trainer(tmp_path, checkpoint_every=100, num_steps=50)
+    with pytest.raises(KeyboardInterrupt):
+        t.train(should_stop=lambda: calls.append(1) or len(calls) > 5)
+    assert int(t.step.numpy()) == 5
+    assert trainer.latest_checkpoint(tmp_path / "checkpoints").endswith("ckpt-5")
+    # Asked to stop before any step: nothing trained, nothing saved (no ckpt-5 rewrite, no 0).
+    resumed = _trainer(tmp_path, checkpoint_every=100, num_steps=50)
+    assert int(resumed.step.numpy()) == 5
+    with pytest.raises(KeyboardInterrupt):
+        resumed.train(should_stop=lambda: True)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index"))
+    assert names == ["ckpt-5.index"]
+    # A KeyboardInterrupt raised inside a step (Ctrl-C twice) saves the step reached too.
+    original, count = resumed.train_step, []
+
+    def interrupted_step():
+        count.append(1)
+        if len(count) == 3:
+            raise KeyboardInterrupt
+        return original()
+
+    resumed.train_step = interrupted_step
+    with pytest.raises(KeyboardInterrupt):
+        resumed.train()
+    assert trainer.latest_checkpoint(tmp_path / "checkpoints").endswith("ckpt-7")
+
+
+def test_damaged_checkpoint_index_falls_back_to_the_newest_complete_checkpoint(tmp_path):
+    t = _trainer(tmp_path, checkpoint_every=2, num_steps=4)
+    t.train()
+    ckpts = tmp_path / "checkpoints"
+    index = (ckpts / "checkpoint").read_bytes()
+    (ckpts / "checkpoint").write_bytes(index[:10])  # cut mid-line: tf.train says None
+    assert tf.train.latest_checkpoint(str(ckpts)) is None
+    assert trainer.latest_checkpoint(ckpts).endswith("ckpt-4")
+    # Data without an index (a kill mid-save) is not a checkpoint; a cut .index is not either.
+    (ckpts / "ckpt-6.data-00000-of-00001").write_bytes(b"x")
+    (ckpts / "ckpt-8.index").write_bytes((ckpts / "ckpt-4.index").read_bytes()[:20])
+    for name in ("ckpt-8.data-00000-of-00001",):
+        (ckpts / name).write_bytes((ckpts / "ckpt-4.data-00000-of-00001").read_bytes())
+    assert [pathlib.Path(p).name for p in trainer.complete_checkpoints(ckpts)] == [
+        "ckpt-2",
+        "ckpt-4",
+    ]
+    resumed = _trainer(tmp_path, checkpoint_every=2, num_steps=6)
+    assert resumed.restored_from.endswith("ckpt-4") and int(resumed.step.numpy()) == 4
+    assert tf.train.latest_checkpoint(str(ckpts)).endswith("ckpt-4")  # index rewritten
+    assert not (ckpts / "ckpt-6.data-00000-of-00001").exists()
+    assert resumed.train().step == 6
+    # An index that names nothing complete at all is removed; the run starts afresh.
+    for path in ckpts.glob("ckpt-*"):
+        path.unlink()
+    (ckpts / "checkpoint").write_bytes(b"model_checkpoint_path: ")
+    fresh = _trainer(tmp_path, checkpoint_every=2, num_steps=6)
+    assert fresh.restored_from is None and not (ckpts / "checkpoint").exists()
+
+
 def test_event_files_have_scalar_and_image_tags(tmp_path):
 
     _trainer(tmp_path, images=True).train(num_steps=4)
