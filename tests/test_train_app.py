@@ -9,6 +9,7 @@ import os
 import pathlib
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -488,6 +489,80 @@ def test_prepare_and_export_leftovers_of_killed_processes_are_cleaned(tmp_path):
         os.utime(path, (old, old))
     assert run_export.remove_stale_exports(model_dir) == [".tmp-2-abc"]
     assert sorted(p.name for p in model_dir.iterdir()) == [".tmp-3-def", "1"]
+
+
+# Runs `python -m tfglo.train` with the CPU split into logical devices first (MirroredStrategy
+# then has one replica per device), as the app itself would run on a machine with 2 GPUs.
+_ON_DEVICES = """
+import runpy, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * {n})
+sys.argv = ["tfglo.train", *sys.argv[1:]]
+runpy.run_module("tfglo.train", run_name="__main__")
+"""
+
+
+def _run_app_on_devices(devices, *args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-c", _ON_DEVICES.format(n=devices), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(),
+    )
+
+
+def _poisoned_dataset(path):
+    """The fixture's heads with a NaN in every camera, written with the real record writer."""
+    config = synthetic.SyntheticConfig(num_objects=3, image_size=16, eval_views_per_object=1)
+    with dataset_dir.DatasetWriter(path) as writer:
+        writer.metadata.update(synthetic.dataset_metadata(config))
+        for record in synthetic.generate(config):
+            world_to_camera = np.array(record.world_to_camera, np.float32)
+            world_to_camera[0, 3] = np.nan
+            writer.write(dataclasses.replace(record, world_to_camera=world_to_camera))
+    return path
+
+
+def test_app_non_finite_loss_exits_1_with_one_line_and_a_finite_checkpoint(dataset, tmp_path):
+    """A poisoned dataset (NaN cameras) on 1 replica, and an absurd learning rate on 2 replicas,
+    stop `tfglo.train` with exit 1 and one line naming the last good checkpoint, which holds
+    finite weights; nothing is saved for the bad step."""
+    run = tmp_path / "run"
+    common = (f"--flagfile={SMOKE}", f"--run_dir={run}", "--image_summary_every=0")
+    clean = _run_app(*common, f"--dataset={dataset}", "--num_steps=2", "--checkpoint_every=1")
+    assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-3000:]
+    two_replicas = tmp_path / "run2"
+    shutil.copytree(run, two_replicas)
+
+    poisoned = _poisoned_dataset(tmp_path / "poisoned")
+    proc = _run_app(*common, f"--dataset={poisoned}", "--num_steps=6", "--checkpoint_every=1")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: stopped: non-finite loss at step 3")
+    assert "ckpt-2 (step 2)" in lines[0]
+    assert run_dir_lib.load_run(run).step == 2 and _weights_finite(run)
+
+    proc = _run_app_on_devices(
+        2,
+        f"--flagfile={SMOKE}",
+        f"--run_dir={two_replicas}",
+        f"--dataset={dataset}",
+        "--image_summary_every=0",
+        "--num_steps=40",
+        "--checkpoint_every=1",
+        "--network_learning_rate=1e6",
+        "--latent_learning_rate=1e6",
+    )
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 replica(s)" in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: stopped: non-finite loss at step")
+    newest = run_dir_lib.load_run(two_replicas)
+    assert 2 <= newest.step < 40 and f"ckpt-{newest.step} (step {newest.step})" in lines[0]
+    assert _weights_finite(two_replicas)
 
 
 @pytest.mark.slow  # ~1 minute on 2 cores (three app runs of a few hundred steps)
