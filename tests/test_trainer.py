@@ -636,6 +636,60 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
     assert (run_dir / "checkpoints" / "ckpt-2000.index").exists()
 
 
+def _start_workers(options, count=2):
+    ports = [_free_port() for _ in range(count)]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    procs = []
+    for index in range(count):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(HERE), json.dumps(options)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=_env(TF_CONFIG=tf_config),
+            )
+        )
+    results = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, out[-3000:] + err[-3000:]
+            results.append(_parse_result(out))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return results
+
+
+def test_lolnerf_on_two_workers_over_localhost(tmp_path):
+    # The real model and losses under MultiWorkerMirroredStrategy: two processes joined by
+    # TF_CONFIG over localhost train the smoke run (10 steps) in lockstep, to the same weights;
+    # only the chief writes checkpoints.
+    dataset = str(_write_dataset(tmp_path / "data"))
+    run_dir = tmp_path / "run"
+    options = {
+        "run_dir": str(run_dir),
+        "strategy": "multi_worker",
+        "train": True,
+        "lolnerf_dataset": dataset,
+    }
+    chief, other = _start_workers(options)
+    assert chief["is_chief"] and not other["is_chief"]
+    assert chief["replicas"] == other["replicas"] == 2
+    assert chief["step"] == other["step"] == 10
+    for name, value in chief["weights"].items():
+        np.testing.assert_allclose(other["weights"][name], value, rtol=1e-6, atol=1e-7)
+        assert np.all(np.isfinite(value))
+    assert chief["weights"] != chief["initial_weights"]
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.index"))
+    assert names == ["ckpt-10.index", "ckpt-5.index"]
+    assert not pathlib.Path(other["save_dir"]).exists()
+
+
 @pytest.mark.slow  # two TF processes joining a gRPC cluster: ~40 s on 2 cores
 def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
     ports = [_free_port(), _free_port()]
