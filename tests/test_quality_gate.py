@@ -5,12 +5,15 @@ One training per test session at a reduced demo size (flags/demo.cfg with a 4 x 
 16 + 16 samples, 512 rays x 300 steps; 16 heads at 24 x 24, one training view each at yaw
 +-30 deg, two held-out views each over yaw -35..35 deg), seeds fixed.
 
-Measured (this machine, 2 cores shared, load average 8-12; ~200 s there, of which training
-147 s): model PSNR 20.95 dB, SSIM 0.58, foreground depth error 0.12; billboard 18.99 dB, 0.38,
-0.58. The gate asks for a third of the measured margin less than that (>= 1.0 dB) and at most
-half the billboard's depth error, so changes to the default loss weights (mask, hard surface,
-background) that keep the method working do not trip it, while a model that learns no 3D
-shape (the billboard's flat depth or worse) does.
+Measured (this machine, 2 cores shared with other jobs, load average 8-12: ~160-200 s there,
+of which training ~145 s; an idle 2-core machine is several times faster), same numbers on
+repeated runs:
+  demo.cfg weights (mask 0.1, hard surface 0.01): model PSNR 20.95 dB, SSIM 0.58, foreground
+    depth error 0.119; billboard 18.99 dB, 0.38, 0.582 (margin +1.95 dB, depth ratio 0.20);
+  mask 1.0, hard surface 0.1: model 20.24 dB, 0.53, 0.108 (margin +1.24 dB, ratio 0.19).
+The gate asks for >= 0.75 dB and at most half the billboard's depth error, so changes of the
+default loss weights that keep the method working do not trip it, while a model that learns no
+3D shape (the billboard's flat depth or worse) does.
 """
 
 import keras
@@ -23,7 +26,7 @@ from tfglo.engine import evaluation, trainer
 from tfglo.engine import run_dir as run_dir_lib
 from tfglo.lolnerf import family as lolnerf_family
 
-PSNR_MARGIN_DB = 1.0
+PSNR_MARGIN_DB = 0.75
 DEPTH_RATIO = 0.5
 SETTINGS = dict(
     num_steps=300,
