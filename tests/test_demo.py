@@ -31,7 +31,10 @@ def test_demo_runs_every_step_and_writes_outputs(tmp_path, repo_root):
     for key in ("psnr", "ssim", "masked_psnr", "mask_iou"):
         assert np.isfinite(metrics["full"][key]), (key, metrics["full"])
         assert np.isfinite(metrics["billboard"][key]), (key, metrics["billboard"])
-    assert "full_beats_billboard" in metrics
+    # The flag states the comparison of the two reported PSNRs (at this smoke size the model is
+    # barely trained, so its value is not a quality claim: tests/test_quality_gate.py is).
+    beats = metrics["full"]["psnr"] > metrics["billboard"]["psnr"]
+    assert metrics["full_beats_billboard"] is beats
     assert metrics["unseen_inverted"]["inversion"]["num_images"] == 1
     gif = out / "renders" / "orbits"
     gifs = sorted(gif.rglob("orbit.gif"))

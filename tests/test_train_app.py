@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from tfglo.data import dataset_dir
 from tfglo.data.synthetic import heads as synthetic
 from tfglo.engine import family as family_lib
 from tfglo.engine import run_dir as run_dir_lib
+from tfglo.engine import run_export, trainer
 from tfglo.lolnerf import config as model_config_lib
 from tfglo.lolnerf import family as lolnerf_family
 
@@ -325,51 +327,283 @@ def test_check_resume(dataset, tmp_path):
         run_dir_lib.check_resume(tmp_path, "lolnerf", dict(configs, model=other))
 
 
-@pytest.mark.slow
-def test_app_sigterm_saves_and_sigkill_at_a_random_moment_resumes(dataset, tmp_path):
+# ----------------------------------------------------------------------------------------------
+# Signals and kills: at steps the test controls (the progress lines), not at wall-clock delays.
+
+STEP_LINE = re.compile(r"^step\s+(\d+)/(\d+)")
+
+
+def _handles_sigterm(pid: int) -> bool:
+    """Whether process `pid` has a SIGTERM handler installed (/proc's SigCgt mask)."""
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def _signal_at_step(args, sig, at_step, delay=0.0, timeout=180):
+    """Starts the train app, sends `sig` `delay` s after its "step <at_step>" line (log_every=1).
+
+    Returns (exit code, its whole output, the last step it printed before the signal).
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfglo.train", *args, "--log_every=1"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+    lines, seen = [], -1
+    deadline = time.time() + timeout
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            match = STEP_LINE.match(line)
+            if match:
+                seen = int(match.group(1))
+                if seen >= at_step:
+                    break
+            if time.time() > deadline:
+                break
+        assert seen >= at_step, "".join(lines)[-3000:]
+        time.sleep(delay)
+        proc.send_signal(sig)
+        rest = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, "".join(lines) + rest, seen
+
+
+def _weights_finite(run) -> bool:
+    loaded = run_dir_lib.load_run(run)
+    return all(np.all(np.isfinite(v.numpy())) for v in loaded.model.weights)
+
+
+def test_app_sigterm_during_startup_exits_130(dataset, tmp_path):
+    # The handler is installed before TensorFlow is imported: a SIGTERM during the imports
+    # (once the handler is there, seen in /proc) ends with 130, not -15, and writes nothing.
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfglo.train", f"--flagfile={SMOKE}"]
+        + [f"--dataset={dataset}", f"--run_dir={run}"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    deadline = time.time() + 30
+    while not _handles_sigterm(proc.pid) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "interrupted" in err
+    assert not (run / "checkpoints").exists()
+
+
+def test_app_kill_leftovers_resume_to_the_same_step(dataset, tmp_path):
+    """A SIGKILL and every leftover of a killed save (temporary checkpoint directory, orphan
+    data file, truncated index) are recovered from: the resumed run ends at the requested step
+    with finite weights, the leftovers removed. (SIGTERM mid-run: the slow test below and
+    tests/test_trainer.py's should_stop test.)"""
     run = tmp_path / "run"
     args = (
         f"--flagfile={SMOKE}",
         f"--dataset={dataset}",
         f"--run_dir={run}",
-        "--num_steps=400",
-        "--checkpoint_every=20",
-        "--log_every=100",
+        "--num_steps=1000",
+        "--checkpoint_every=2",
         "--image_summary_every=0",
     )
+    code, output, _ = _signal_at_step(args, signal.SIGKILL, 3)
+    assert code == -signal.SIGKILL, output[-3000:]
 
-    def start_and_signal(sig):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tfglo.train", *args],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=_env(),
-        )
-        before = run_dir_lib.latest_checkpoint(run) if run.exists() else None
-        deadline = time.time() + 180
-        while proc.poll() is None and time.time() < deadline:
-            if (run / "checkpoints").is_dir() and run_dir_lib.latest_checkpoint(run) != before:
-                break
-            time.sleep(0.05)
-        delay = random.uniform(0.0, 2.0)
-        time.sleep(delay)
-        proc.send_signal(sig)
-        output = proc.communicate(timeout=120)[0]
-        return proc.returncode, output, delay
+    ckpts = run / "checkpoints"
+    newest = run_dir_lib.latest_checkpoint(run)
+    newest_step = trainer.checkpoint_step(newest)
+    # What a kill during a save leaves: the save's temporary directory, data without an index,
+    # and (not from TensorFlow's atomic rename, but a disk that lost its tail) a cut index.
+    (ckpts / "ckpt-990_temp").mkdir()
+    (ckpts / "ckpt-990_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x" * 64)
+    (ckpts / "ckpt-995.data-00000-of-00001").write_bytes(b"x" * 64)
+    index = (ckpts / "checkpoint").read_bytes()
+    (ckpts / "checkpoint").write_bytes(index[: len(index) // 2 + 3])
+    # Readers find the newest complete checkpoint anyway (tf.train.latest_checkpoint: None).
+    assert run_dir_lib.latest_checkpoint(run) == newest
 
+    target = newest_step + 3
+    done = _run_app(*args[:3], f"--num_steps={target}", "--image_summary_every=0")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"resumed from {newest} at step {newest_step}" in done.stdout
+    assert f"step {target}/{target}" in done.stdout
+    assert not (ckpts / "ckpt-990_temp").exists()
+    assert not (ckpts / "ckpt-995.data-00000-of-00001").exists()
+    assert run_dir_lib.latest_checkpoint(run).endswith(f"ckpt-{target}")
+    assert run_dir_lib.load_run(run).step == target
+    assert _weights_finite(run)
+
+
+def test_prepare_and_export_leftovers_of_killed_processes_are_cleaned(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    pid = dead.pid  # exited and reaped: no such process
+    config = synthetic.SyntheticConfig(num_objects=2, image_size=8, eval_views_per_object=0)
+    # A half-written dataset (a prepare killed while writing shards): removed, then written.
+    out = tmp_path / "data"
+    half = tmp_path / f".data.tmp-{pid}"
+    half.mkdir()
+    (half / "records-00000.tfrecord").write_bytes(b"partial")
+    with dataset_dir.DatasetWriter(out) as writer:
+        writer.metadata.update(synthetic.dataset_metadata(config))
+        for record in synthetic.generate(config):
+            writer.write(record)
+    assert not half.exists() and dataset_dir.read_metadata(out)["num_images"] == 2
+    # A replace killed between its two renames: the old (complete) dataset comes back.
+    other = tmp_path / "other"
+    out.rename(tmp_path / f".other.old-{pid}")
+    (tmp_path / f".other.tmp-{pid}").mkdir()
+    assert len(dataset_dir.recover_leftovers(other)) == 2
+    assert dataset_dir.read_metadata(other)["num_images"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other"]
+    # A live process's directory (another prepare at work) is left alone.
+    live = tmp_path / f".other.tmp-{os.getppid()}"
+    live.mkdir()
+    assert dataset_dir.recover_leftovers(other) == [] and live.exists()
+
+    # Export: a killed export's temporary directory goes once stale; versions are untouched.
+    model_dir = tmp_path / "export" / "tfglo"
+    (model_dir / "1").mkdir(parents=True)
+    stale, young = model_dir / ".tmp-2-abc", model_dir / ".tmp-3-def"
+    for path in (stale, young):
+        (path / "variables").mkdir(parents=True)
+        (path / "variables" / "variables.index").write_bytes(b"half")
+    old = time.time() - run_export.STALE_SECONDS - 60
+    for path in (stale, stale / "variables", stale / "variables" / "variables.index"):
+        os.utime(path, (old, old))
+    assert run_export.remove_stale_exports(model_dir) == [".tmp-2-abc"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [".tmp-3-def", "1"]
+
+
+# Runs `python -m tfglo.train` with the CPU split into logical devices first (MirroredStrategy
+# then has one replica per device), as the app itself would run on a machine with 2 GPUs.
+_ON_DEVICES = """
+import runpy, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * {n})
+sys.argv = ["tfglo.train", *sys.argv[1:]]
+runpy.run_module("tfglo.train", run_name="__main__")
+"""
+
+
+def _run_app_on_devices(devices, *args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-c", _ON_DEVICES.format(n=devices), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(),
+    )
+
+
+def _poisoned_dataset(path):
+    """The fixture's heads with a NaN in every camera, written with the real record writer."""
+    config = synthetic.SyntheticConfig(num_objects=3, image_size=16, eval_views_per_object=1)
+    with dataset_dir.DatasetWriter(path) as writer:
+        writer.metadata.update(synthetic.dataset_metadata(config))
+        for record in synthetic.generate(config):
+            world_to_camera = np.array(record.world_to_camera, np.float32)
+            world_to_camera[0, 3] = np.nan
+            writer.write(dataclasses.replace(record, world_to_camera=world_to_camera))
+    return path
+
+
+def _train_lines(stderr: str) -> list[str]:
+    # The app's own lines (TensorFlow's C++ start-up chatter aside).
+    return [line for line in stderr.splitlines() if line.startswith("train:")]
+
+
+def test_app_non_finite_loss_exits_1_with_one_line_and_a_finite_checkpoint(dataset, tmp_path):
+    """A checkpoint saved on 2 replicas resumes on 1; a poisoned dataset (NaN cameras, real
+    records) then stops `tfglo.train` with exit 1 and one line naming the last good checkpoint,
+    which holds finite weights; nothing is saved for the bad step."""
+    run = tmp_path / "run"
+    common = (f"--flagfile={SMOKE}", f"--run_dir={run}", "--image_summary_every=0")
+    clean = _run_app_on_devices(
+        2, *common, f"--dataset={dataset}", "--num_steps=2", "--checkpoint_every=1"
+    )
+    assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-3000:]
+    assert "2 replica(s)" in clean.stdout
+
+    poisoned = _poisoned_dataset(tmp_path / "poisoned")
+    proc = _run_app(*common, f"--dataset={poisoned}", "--num_steps=6", "--checkpoint_every=1")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 replica(s)" in proc.stdout and "at step 2" in proc.stdout  # 2 replicas -> 1
+    assert "step 2/6" not in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: stopped: non-finite loss at step 3")
+    assert "ckpt-2 (step 2)" in lines[0]
+    assert run_dir_lib.load_run(run).step == 2 and _weights_finite(run)
+
+
+@pytest.mark.slow  # ~1 minute on 2 cores (one app run on 2 replicas)
+def test_app_non_finite_loss_on_two_replicas(dataset, tmp_path):
+    run = tmp_path / "run"
+    poisoned = _poisoned_dataset(tmp_path / "poisoned")
+    proc = _run_app_on_devices(
+        2,
+        f"--flagfile={SMOKE}",
+        f"--run_dir={run}",
+        f"--dataset={poisoned}",
+        "--image_summary_every=0",
+    )
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 replica(s)" in proc.stdout
+    (line,) = _train_lines(proc.stderr)
+    assert line.startswith("train: stopped: non-finite loss at step 1")
+    assert "no checkpoint had been saved yet" in line
+    assert not list((run / "checkpoints").glob("*.index"))
+
+
+@pytest.mark.slow  # ~1 minute on 2 cores (three app runs of a few hundred steps)
+def test_app_sigterm_saves_and_sigkill_at_a_random_moment_resumes(dataset, tmp_path):
+    # Signals at steps the test picks (seeded), so the outcome does not depend on machine speed.
+    rng = random.Random(14)
+    run = tmp_path / "run"
+    args = (
+        f"--flagfile={SMOKE}",
+        f"--dataset={dataset}",
+        f"--run_dir={run}",
+        "--num_steps=100000",
+        "--checkpoint_every=3",
+        "--image_summary_every=0",
+    )
     # SIGTERM: a checkpoint of the step it stopped at, off the checkpoint_every grid.
-    code, output, _ = start_and_signal(signal.SIGTERM)
+    code, output, seen = _signal_at_step(args, signal.SIGTERM, rng.randint(20, 40))
     assert code == 130, output[-3000:]
     stopped = run_dir_lib.load_run(run).step
-    assert 0 < stopped < 400
-    # SIGKILL at a random moment (maybe mid-save): the run resumes and finishes.
-    code, output, delay = start_and_signal(signal.SIGKILL)
-    assert code == -signal.SIGKILL, f"finished before the kill ({delay:.2f} s): {output}"
-    assert f"at step {stopped}" in output
-    done = _run_app(*args)
+    assert seen <= stopped < 100000
+    # SIGKILL a seeded moment after a step line (every third step saves: often mid-save).
+    steps = []
+    for _ in range(3):
+        delay = rng.uniform(0.0, 0.1)
+        code, output, _ = _signal_at_step(args, signal.SIGKILL, stopped + 5, delay)
+        assert code == -signal.SIGKILL, output[-3000:]
+        assert f"at step {stopped}" in output, output[-3000:]
+        stopped = run_dir_lib.load_run(run).step
+        steps.append(stopped)
+    target = stopped + 10
+    done = _run_app(*args[:3], f"--num_steps={target}", "--image_summary_every=0")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "resumed from" in done.stdout, f"no resume after a kill at +{delay:.2f} s"
-    assert "step 400/400" in done.stdout
-    assert run_dir_lib.load_run(run).step == 400
+    assert "resumed from" in done.stdout
+    assert f"step {target}/{target}" in done.stdout
+    assert run_dir_lib.load_run(run).step == target
+    assert _weights_finite(run)
+    assert not list((run / "checkpoints").glob("*_temp"))

@@ -224,6 +224,23 @@ def _worker(options: dict) -> None:
         )
 
     strategy = trainer.make_strategy(options.get("strategy", "mirrored"))
+    if options.get("compare_one_device"):
+        # The same real-LOLNeRF steps on the 2-replica strategy and on one of its devices, in
+        # one process (half the start-up cost of two processes).
+        results = {}
+        for name, s in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")), ("two", strategy)):
+            run_dir = os.path.join(options["run_dir"], name)
+            t = _lolnerf_trainer(options["lolnerf_dataset"], run_dir, s)
+            initial = _weights(t)
+            losses = [t.train_step()["total"] for _ in range(options["steps"])]
+            results[name] = {
+                "replicas": s.num_replicas_in_sync,
+                "losses": losses,
+                "weights": {k: v.tolist() for k, v in _weights(t).items()},
+                "initial_weights": {k: v.tolist() for k, v in initial.items()},
+            }
+        print("RESULT " + json.dumps(results), flush=True)
+        return
     if options.get("lolnerf_dataset"):
         t = _lolnerf_trainer(options["lolnerf_dataset"], options["run_dir"], strategy)
     else:
@@ -437,6 +454,67 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
         assert np.all(np.isfinite(value))
 
 
+def test_stop_request_and_keyboard_interrupt_save_the_step_reached(tmp_path):
+    # should_stop (SIGTERM in tfglo.train) is polled between steps: the run stops at a step
+    # boundary, saves that step (off the checkpoint_every grid) and raises KeyboardInterrupt.
+    calls = []
+    t = _trainer(tmp_path, checkpoint_every=100, num_steps=50)
+    with pytest.raises(KeyboardInterrupt):
+        t.train(should_stop=lambda: calls.append(1) or len(calls) > 5)
+    assert int(t.step.numpy()) == 5
+    assert trainer.latest_checkpoint(tmp_path / "checkpoints").endswith("ckpt-5")
+    # Asked to stop before any step: nothing trained, nothing saved (no ckpt-5 rewrite, no 0).
+    resumed = _trainer(tmp_path, checkpoint_every=100, num_steps=50)
+    assert int(resumed.step.numpy()) == 5
+    with pytest.raises(KeyboardInterrupt):
+        resumed.train(should_stop=lambda: True)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index"))
+    assert names == ["ckpt-5.index"]
+    # A KeyboardInterrupt raised inside a step (Ctrl-C twice) saves the step reached too.
+    original, count = resumed.train_step, []
+
+    def interrupted_step():
+        count.append(1)
+        if len(count) == 3:
+            raise KeyboardInterrupt
+        return original()
+
+    resumed.train_step = interrupted_step
+    with pytest.raises(KeyboardInterrupt):
+        resumed.train()
+    assert trainer.latest_checkpoint(tmp_path / "checkpoints").endswith("ckpt-7")
+
+
+def test_damaged_checkpoint_index_falls_back_to_the_newest_complete_checkpoint(tmp_path):
+    t = _trainer(tmp_path, checkpoint_every=2, num_steps=4)
+    t.train()
+    ckpts = tmp_path / "checkpoints"
+    index = (ckpts / "checkpoint").read_bytes()
+    (ckpts / "checkpoint").write_bytes(index[:10])  # cut mid-line: tf.train says None
+    assert tf.train.latest_checkpoint(str(ckpts)) is None
+    assert trainer.latest_checkpoint(ckpts).endswith("ckpt-4")
+    # Data without an index (a kill mid-save) is not a checkpoint; a cut .index is not either.
+    (ckpts / "ckpt-6.data-00000-of-00001").write_bytes(b"x")
+    (ckpts / "ckpt-8.index").write_bytes((ckpts / "ckpt-4.index").read_bytes()[:20])
+    for name in ("ckpt-8.data-00000-of-00001",):
+        (ckpts / name).write_bytes((ckpts / "ckpt-4.data-00000-of-00001").read_bytes())
+    assert [pathlib.Path(p).name for p in trainer.complete_checkpoints(ckpts)] == [
+        "ckpt-2",
+        "ckpt-4",
+    ]
+    resumed = _trainer(tmp_path, checkpoint_every=2, num_steps=6)
+    assert resumed.restored_from.endswith("ckpt-4") and int(resumed.step.numpy()) == 4
+    assert tf.train.latest_checkpoint(str(ckpts)).endswith("ckpt-4")  # index rewritten
+    assert not (ckpts / "ckpt-6.data-00000-of-00001").exists()
+    assert resumed.train().step == 6
+    # An index that names nothing complete at all is removed; the run starts afresh.
+    for path in ckpts.glob("ckpt-*"):
+        path.unlink()
+    (ckpts / "checkpoint").write_bytes(b"model_checkpoint_path: ")
+    fresh = _trainer(tmp_path, checkpoint_every=2, num_steps=6)
+    assert fresh.restored_from is None and not (ckpts / "checkpoint").exists()
+
+
 def test_event_files_have_scalar_and_image_tags(tmp_path):
 
     _trainer(tmp_path, images=True).train(num_steps=4)
@@ -496,6 +574,23 @@ def test_two_replicas_match_one_device(tmp_path):
         np.testing.assert_allclose(two["weights"][name], value, rtol=1e-4, atol=1e-6)
 
 
+def test_lolnerf_two_replicas_match_one_device_in_one_process(tmp_path):
+    # The default suite's check of the real model under MirroredStrategy (2 logical CPUs): the
+    # 2 steps on 2 replicas equal those on one device (all-reduced dense and IndexedSlices
+    # gradients, LazyAdam on the latent table).
+    dataset = str(_write_dataset(tmp_path / "data"))
+    options = {"steps": 2, "lolnerf_dataset": dataset, "compare_one_device": True}
+    result = _run_worker(dict(options, devices=2, run_dir=str(tmp_path / "runs")), env=_env())
+    one, two = result["one"], result["two"]
+    assert (one["replicas"], two["replicas"]) == (1, 2)
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-4)
+    for name, value in one["weights"].items():
+        np.testing.assert_allclose(two["weights"][name], value, rtol=1e-3, atol=1e-5)
+    (table,) = [k for k in one["weights"] if k.endswith("embeddings")]
+    moved = np.abs(np.subtract(two["weights"][table], two["initial_weights"][table])).max(-1)
+    assert np.all(moved > 1e-5), moved
+
+
 @pytest.mark.slow  # two processes with the real model: ~1 minute on 2 cores
 def test_lolnerf_on_two_replicas_matches_one_device(tmp_path):
     dataset = str(_write_dataset(tmp_path / "data"))
@@ -539,6 +634,60 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
     assert result["start_step"] > 0, f"did not resume (kill after {delay:.2f} s)"
     assert result["step"] == 2000
     assert (run_dir / "checkpoints" / "ckpt-2000.index").exists()
+
+
+def _start_workers(options, count=2):
+    ports = [_free_port() for _ in range(count)]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    procs = []
+    for index in range(count):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(HERE), json.dumps(options)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=_env(TF_CONFIG=tf_config),
+            )
+        )
+    results = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, out[-3000:] + err[-3000:]
+            results.append(_parse_result(out))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return results
+
+
+def test_lolnerf_on_two_workers_over_localhost(tmp_path):
+    # The real model and losses under MultiWorkerMirroredStrategy: two processes joined by
+    # TF_CONFIG over localhost train the smoke run (10 steps) in lockstep, to the same weights;
+    # only the chief writes checkpoints.
+    dataset = str(_write_dataset(tmp_path / "data"))
+    run_dir = tmp_path / "run"
+    options = {
+        "run_dir": str(run_dir),
+        "strategy": "multi_worker",
+        "train": True,
+        "lolnerf_dataset": dataset,
+    }
+    chief, other = _start_workers(options)
+    assert chief["is_chief"] and not other["is_chief"]
+    assert chief["replicas"] == other["replicas"] == 2
+    assert chief["step"] == other["step"] == 10
+    for name, value in chief["weights"].items():
+        np.testing.assert_allclose(other["weights"][name], value, rtol=1e-6, atol=1e-7)
+        assert np.all(np.isfinite(value))
+    assert chief["weights"] != chief["initial_weights"]
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.index"))
+    assert names == ["ckpt-10.index", "ckpt-5.index"]
+    assert not pathlib.Path(other["save_dir"]).exists()
 
 
 @pytest.mark.slow  # two TF processes joining a gRPC cluster: ~40 s on 2 cores

@@ -17,22 +17,58 @@ the newest checkpoint; a larger --num_steps continues a finished run.
 Exit status: 0 when the run reached --num_steps; 1 on bad input (dataset, run directory, flag
 values) or when the loss became non-finite (the message names the last good checkpoint); 130
 after Ctrl-C or SIGTERM, which first save a checkpoint of the current step (single-worker runs).
+
+Signals. The first SIGTERM or Ctrl-C (SIGINT) only asks the run to stop: the trainer finishes the
+step it is in, saves it and the app exits 130, so a signal can never cut a step or a checkpoint
+save in half. A second one interrupts at once (KeyboardInterrupt: the trainer still tries to
+save). The handler is installed by the first statement of this module when it runs as
+`python -m tfglo.train`, before TensorFlow is imported, so a signal during the (seconds-long)
+imports, flag parsing or strategy creation also ends with 130, not with the default "killed by
+SIGTERM" (-15) it used to get while the handler was installed only after the strategy existed.
+Only a signal during the interpreter's own start-up, before this module runs, still gets -15.
 """
 
-from tfglo.utils import tf_logs
+import signal
+
+# Signals received so far (stop requests); see the module docstring.
+_STOP_SIGNALS: list[int] = []
+
+
+def _request_stop(signum, frame):
+    del frame
+    _STOP_SIGNALS.append(signum)
+    if len(_STOP_SIGNALS) > 1:
+        # Asked twice: interrupt now.
+        raise KeyboardInterrupt(f"signal {signum}")
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGINT request a stop at the next step boundary (module docstring)."""
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, _request_stop)
+
+
+def stop_requested() -> bool:
+    """Whether SIGTERM or Ctrl-C arrived (the trainer polls this between steps)."""
+    return bool(_STOP_SIGNALS)
+
+
+if __name__ == "__main__":
+    install_signal_handlers()  # before the imports below, which take seconds
+
+from tfglo.utils import tf_logs  # noqa: E402
 
 tf_logs.quiet_start()
 
-import os
-import signal
-import sys
+import os  # noqa: E402
+import sys  # noqa: E402
 
-from absl import app, flags, logging
+from absl import app, flags, logging  # noqa: E402
 
-from tfglo.data import dataset_dir
-from tfglo.engine import family as family_lib
-from tfglo.engine import launch, trainer
-from tfglo.utils import configs
+from tfglo.data import dataset_dir  # noqa: E402
+from tfglo.engine import family as family_lib  # noqa: E402
+from tfglo.engine import launch, trainer  # noqa: E402
+from tfglo.utils import configs  # noqa: E402
 
 FLAGS = flags.FLAGS
 FAMILIES = {name: family_lib.get_family(name) for name in family_lib.family_names()}
@@ -83,13 +119,6 @@ def flagfile_values(flagfile: str | os.PathLike | None = None, **overrides) -> d
     return FLAG_SPEC.flagfile_values(flagfile, **overrides)
 
 
-def _interrupt(signum, frame):
-    del frame
-    # Python runs this between bytecodes, i.e. between training steps: the trainer then saves
-    # the current step (its KeyboardInterrupt handling) and the process exits.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -99,6 +128,8 @@ def main(argv):
         # TensorFlow's INFO lines (strategy devices, saver callbacks) drown the progress lines.
         logging.set_verbosity(logging.WARNING)
     try:
+        if stop_requested():  # a signal during the imports or flag parsing: nothing to save
+            raise KeyboardInterrupt("signal before training started")
         # Plain Python first (no TensorFlow op), so bad settings fail before any device work;
         # then the strategy: MultiWorkerMirroredStrategy must precede every other TF op.
         metadata = dataset_dir.read_metadata(FLAGS.dataset)
@@ -107,10 +138,16 @@ def main(argv):
         built = family.configs_from_flags(values, metadata)
         train_config = built[family_lib.TRAIN_SECTION]
         strategy = trainer.make_strategy(train_config.strategy, train_config.tpu)
-        # SIGTERM (a scheduler's preemption, `kill`) saves a checkpoint like Ctrl-C does.
-        signal.signal(signal.SIGTERM, _interrupt)
         used = FLAG_SPEC.values_of(family.name, values)
-        launch.train_run(family, built, FLAGS.dataset, FLAGS.run_dir, used, strategy=strategy)
+        launch.train_run(
+            family,
+            built,
+            FLAGS.dataset,
+            FLAGS.run_dir,
+            used,
+            strategy=strategy,
+            should_stop=stop_requested,
+        )
     except KeyboardInterrupt:
         print(
             "train: interrupted; the newest checkpoint holds the last step (run the same "
@@ -130,6 +167,7 @@ def main(argv):
 
 def run():
     """Console entry point (setup.py: tfglo-train)."""
+    install_signal_handlers()
     app.run(main)
 
 

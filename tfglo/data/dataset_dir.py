@@ -27,14 +27,55 @@ class DatasetError(ValueError):
     """A dataset directory is missing, malformed or incompatible."""
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def recover_leftovers(output: os.PathLike | str) -> list[str]:
+    """Cleans up what a killed `DatasetWriter` left beside `output`; returns what it did.
+
+    A writer works in `.<name>.tmp-<pid>` and, when replacing a dataset, moves the old one to
+    `.<name>.old-<pid>` for the moment of the swap. When process <pid> is gone: a tmp directory
+    is a half-written dataset (deleted); an old directory is the previous complete dataset,
+    moved back when `output` is missing (the kill fell between the two renames), else deleted.
+    Directories of live processes (another prepare writing now) are left alone.
+    """
+    output = pathlib.Path(output)
+    done = []
+    if not output.parent.is_dir():
+        return done
+    for kind in ("old", "tmp"):  # "old" first: it may restore `output`
+        for path in sorted(output.parent.glob(f".{output.name}.{kind}-*")):
+            pid = path.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+                continue
+            if kind == "old" and not output.exists() and (path / METADATA_FILE).is_file():
+                path.rename(output)
+                done.append(f"restored {output} from {path.name} (a replace was interrupted)")
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+                done.append(f"removed {path.name} (left by killed process {pid})")
+    return done
+
+
 def prepare_output_dir(output: os.PathLike | str, overwrite: bool) -> pathlib.Path:
     """Checks that `output` may be written: absent, empty, or `overwrite` is set.
+
+    First cleans up what a killed writer left beside it (`recover_leftovers`).
 
     Raises:
       DatasetError: `output` is a file, or is a non-empty directory and either `overwrite` is
         False or it is not a dataset directory (no dataset.json: never replaced).
     """
     output = pathlib.Path(output)
+    for line in recover_leftovers(output):
+        print(f"prepare: {line}", file=sys.stderr, flush=True)
     if output.exists():
         if not output.is_dir():
             raise DatasetError(f"{output} exists and is not a directory")

@@ -39,6 +39,7 @@ def train_run(
     flags_used: dict | None = None,
     strategy=None,
     log: Callable[[str], None] = trainer.print_line,
+    should_stop: Callable[[], bool] | None = None,
 ) -> trainer.TrainResult:
     """Trains a model family on a dataset directory: checks, config.json, resume, train.
 
@@ -51,6 +52,7 @@ def train_run(
       strategy: default `trainer.make_strategy(train.strategy, train.tpu)` of the "train"
         section; made before any other TensorFlow op (a MultiWorkerMirroredStrategy must be).
       log: receives console lines.
+      should_stop: polled before every step; True stops the run there (`Trainer.train`).
 
     Raises:
       dataset_dir.DatasetError: the dataset directory is invalid.
@@ -83,7 +85,7 @@ def train_run(
         f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}); TensorBoard: "
         f"tensorboard --logdir {os.path.join(str(run_dir), trainer.TENSORBOARD_DIR)}"
     )
-    result = trainer_.train()
+    result = trainer_.train(should_stop=should_stop)
     log(
         f"done: step {result.step} in {trainer.format_duration(result.seconds)}; "
         f"checkpoint {result.checkpoint}"

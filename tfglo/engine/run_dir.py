@@ -331,8 +331,9 @@ def check_resume(
 
 
 def latest_checkpoint(run_dir: os.PathLike | str) -> str | None:
-    """Path prefix of the newest checkpoint in run_dir/checkpoints, or None."""
-    return tf.train.latest_checkpoint(str(trainer.checkpoint_dir(run_dir)))
+    """Path prefix of the newest complete checkpoint in run_dir/checkpoints, or None (a
+    damaged `checkpoint` index is not trusted: `trainer.latest_checkpoint`)."""
+    return trainer.latest_checkpoint(trainer.checkpoint_dir(run_dir))
 
 
 def load_run(run_dir: os.PathLike | str, checkpoint: str | None = None) -> Run:

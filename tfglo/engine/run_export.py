@@ -8,7 +8,11 @@ serving module (`ModelFamily.serving_module`) and writes it with the engine's ex
 version unless one is given, never an existing one, never half-written.
 """
 
+import os
 import pathlib
+import shutil
+import sys
+import time
 
 from tfglo.engine import run_dir as run_dir_lib
 from tfglo.engine import serving, views
@@ -51,6 +55,35 @@ def export_config(run, model_name: str, **overrides) -> tuple[serving.ExportConf
     return config, info
 
 
+# A temporary export directory untouched for this long was left by a killed export (a live
+# export writes its SavedModel within seconds to minutes).
+STALE_SECONDS = 15 * 60
+
+
+def remove_stale_exports(model_dir: os.PathLike | str, now: float | None = None) -> list[str]:
+    """Deletes the temporary directories killed exports left in `<export_base>/<model_name>`.
+
+    `engine.serving.export_version` writes a version into `.tmp-<version>-*` and renames it
+    when complete, so a kill never leaves a half-written *version* (TF Serving only loads
+    all-digit names), but it leaves the temporary directory. Those with no file modified in
+    `STALE_SECONDS` are deleted (a concurrent export's are younger). Returns their names.
+    """
+    model_dir = pathlib.Path(model_dir)
+    now = time.time() if now is None else now
+    removed = []
+    for path in sorted(model_dir.glob(".tmp-*")) if model_dir.is_dir() else ():
+        if not path.is_dir():
+            continue
+        newest = max(
+            (p.stat().st_mtime for p in [path, *path.rglob("*")] if not p.is_symlink()),
+            default=0.0,
+        )
+        if now - newest > STALE_SECONDS:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
 def export_run(
     run_dir,
     export_base,
@@ -87,6 +120,8 @@ def export_run(
             f"version {version} already exists at {existing}; versions are never overwritten: "
             "pick another version or leave it out for the next free one"
         )
+    for name in remove_stale_exports(pathlib.Path(export_base) / model_name):
+        print(f"export: removed {name}, left by an interrupted export", file=sys.stderr)
     run = run_dir_lib.load_run(run_dir)
     config, info = export_config(run, model_name, **overrides)
     info["run_dir"] = str(pathlib.Path(run_dir).resolve())

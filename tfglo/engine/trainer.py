@@ -246,6 +246,96 @@ def checkpoint_step(path: str) -> int:
     return int(str(path).rsplit("-", 1)[-1])
 
 
+def _is_complete(prefix: str) -> bool:
+    """Whether a checkpoint prefix has a readable index and every data shard it names."""
+    path = pathlib.Path(prefix)
+    shards = list(path.parent.glob(f"{path.name}.data-*-of-*"))
+    if not shards or not pathlib.Path(f"{prefix}.index").is_file():
+        return False
+    total = int(shards[0].name.rsplit("-of-", 1)[-1])
+    if len(shards) != total:
+        return False
+    try:
+        tf.train.load_checkpoint(prefix)  # parses the whole index (a truncated one fails)
+    except (tf.errors.OpError, ValueError):
+        return False
+    return True
+
+
+def complete_checkpoints(directory: os.PathLike | str) -> list[str]:
+    """Path prefixes of the complete checkpoints in a checkpoint directory, oldest step first.
+
+    Found from the files, not from the `checkpoint` index: a `ckpt-<step>` counts when its
+    index parses and all its data shards are there (what a killed save leaves does not).
+    """
+    found = []
+    for index in pathlib.Path(directory).glob(f"{CHECKPOINT_PREFIX}-*.index"):
+        prefix = str(index)[: -len(".index")]
+        try:
+            step = checkpoint_step(prefix)
+        except ValueError:
+            continue
+        if _is_complete(prefix):
+            found.append((step, prefix))
+    return [prefix for _, prefix in sorted(found)]
+
+
+def latest_checkpoint(directory: os.PathLike | str) -> str | None:
+    """The newest complete checkpoint of a checkpoint directory (path prefix), or None.
+
+    `tf.train.latest_checkpoint` trusts the `checkpoint` index: a truncated or garbled index
+    gives None (so a run would start again from step 0), one naming a checkpoint whose files are
+    gone gives None too. Here the index's choice is taken when it is complete and no newer
+    complete checkpoint exists (a kill between writing a checkpoint and updating the index),
+    else the newest complete checkpoint on disk.
+    """
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return None
+    try:
+        indexed = tf.train.latest_checkpoint(str(directory))
+    except (tf.errors.OpError, ValueError):
+        indexed = None
+    complete = complete_checkpoints(directory)
+    newest = complete[-1] if complete else None
+    if indexed and _is_complete(indexed):
+        if newest is None or checkpoint_step(newest) <= checkpoint_step(indexed):
+            return indexed
+    return newest
+
+
+def recover_checkpoint_index(
+    directory: os.PathLike | str, log: Callable[[str], None] = print_line
+) -> str | None:
+    """Rewrites a checkpoint directory's `checkpoint` index when it does not name the newest
+    complete checkpoint (truncated, garbled, pointing at missing files, or one save behind).
+
+    Returns the newest complete checkpoint (None when there is none; a garbled index is then
+    removed). A run directory a kill left in any state resumes from its last complete state.
+    """
+    directory = pathlib.Path(directory)
+    index = directory / "checkpoint"
+    newest = latest_checkpoint(directory)
+    try:
+        indexed = tf.train.latest_checkpoint(str(directory))
+    except (tf.errors.OpError, ValueError):
+        indexed = None
+    if newest is None:
+        if index.exists() and indexed is None:
+            log(f"removing {index}: it names no complete checkpoint")
+            index.unlink()
+        return None
+    if indexed != newest:
+        complete = complete_checkpoints(directory)
+        log(f"checkpoint index {index} was stale or damaged: now names {pathlib.Path(newest).name}")
+        tf.compat.v1.train.update_checkpoint_state(
+            str(directory),
+            pathlib.Path(newest).name,
+            all_model_checkpoint_paths=[pathlib.Path(p).name for p in complete],
+        )
+    return newest
+
+
 def _remove_orphans(directory: pathlib.Path, keep: list[str]) -> None:
     """Deletes checkpoint files a killed save left behind (not listed in the index).
 
@@ -381,6 +471,9 @@ class Trainer:
             **{f"{name}_optimizer": opt for name, opt in self.optimizers.items()},
         )
         self._chief_dir = checkpoint_dir(self.run_dir)
+        if self.is_chief and self._chief_dir.is_dir():
+            # Before the manager reads the index: a killed save may have left it damaged.
+            recover_checkpoint_index(self._chief_dir, self.log)
         if self.is_chief:
             self._save_dir = self._chief_dir
         else:
@@ -403,7 +496,7 @@ class Trainer:
     # -- construction ---------------------------------------------------------------------------
 
     def _restore(self) -> str | None:
-        latest = tf.train.latest_checkpoint(str(self._chief_dir))
+        latest = latest_checkpoint(self._chief_dir)
         if self.is_chief and self._chief_dir.is_dir():
             _remove_orphans(self._chief_dir, self.manager.checkpoints)
         if latest is None:
@@ -528,11 +621,16 @@ class Trainer:
             self._non_finite(int(self.step.numpy()), values)
         return values
 
-    def train(self, num_steps: int | None = None) -> TrainResult:
+    def train(
+        self, num_steps: int | None = None, should_stop: Callable[[], bool] | None = None
+    ) -> TrainResult:
         """Trains until the step counter reaches `num_steps` (default `config.num_steps`).
 
         Saves every `checkpoint_every` steps and at the end (also on KeyboardInterrupt in a
-        single-worker run), logs every `log_every` steps.
+        single-worker run, when a step was taken since the last save), logs every `log_every`
+        steps. `should_stop` (e.g. "SIGTERM arrived": `tfglo.train`) is polled before every
+        step; when it answers True the run stops there as on KeyboardInterrupt (saves the step
+        it reached, then raises KeyboardInterrupt), never in the middle of a step or a save.
 
         Raises:
           NonFiniteLossError: a step produced a NaN or infinite loss; nothing was saved for it and
@@ -553,6 +651,8 @@ class Trainer:
         saved_step = start_step if self.restored_from else -1
         try:
             while step < num_steps:
+                if should_stop is not None and should_stop():
+                    raise KeyboardInterrupt("stop requested")
                 tick = time.time()
                 values = self.train_step()
                 elapsed = time.time() - tick
@@ -588,9 +688,13 @@ class Trainer:
                 if c.image_summary_every and (step % c.image_summary_every == 0 or last):
                     self.write_image_summaries()
         except KeyboardInterrupt:
-            if self.task_type is None and saved_step != int(self.step.numpy()):
-                self.log(f"interrupted: saving step {int(self.step.numpy())}")
+            current = int(self.step.numpy())
+            # Nothing to save when no step was taken (a fresh run has nothing worth a ckpt-0).
+            if self.task_type is None and current != saved_step and current > start_step:
+                self.log(f"interrupted: saving step {current}")
                 self.save()
+            else:
+                self.log(f"interrupted at step {current} (saved already)")
             raise
         finally:
             if self._writer is not None:
