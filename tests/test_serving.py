@@ -834,7 +834,7 @@ def test_bad_request_table_covers_every_kind_the_issue_lists():
 SOAK_REQUESTS, SOAK_THREADS = 3000, 4
 # Largest accepted RSS growth after the warm-up, MiB. Measured (same export, 4 threads): valid
 # requests only, +0.5 MB over 4500 requests and flattening (allocator arenas settling); rejected
-# requests only, a steady ~0.55 KB each (TensorFlow's error path: 2 Python objects per failed
+# requests only, a steady ~0.5-1.1 KB each (TensorFlow's error path: 2 Python objects per failed
 # call kept at tensorflow/python/eager/execute.py:53, the rest native). A leak of one request's
 # outputs (~1 KB) per request would add ~2.6 MB here and fail.
 SOAK_GROWTH_MB = 2.0
