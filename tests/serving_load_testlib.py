@@ -15,6 +15,7 @@ samples and the growth after warm-up.
 import argparse
 import json
 import os
+import re
 import threading
 import time
 
@@ -33,7 +34,10 @@ def rss_mb() -> float:
 
 
 def requests(latent_dim: int, num_latents: int) -> tuple[list, list]:
-    """(valid requests, bad requests): each (signature, inputs, expected error fragment)."""
+    """(valid requests, bad requests) for an export of `latent_dim`, `num_latents`.
+
+    Valid: (signature, inputs, None). Bad: (name, signature, inputs, regex of the error).
+    """
     k = np.array([[8.0, 0.0, 3.0], [0.0, 8.0, 2.5], [0.0, 0.0, 1.0]], np.float32)
     w2c = np.concatenate([np.eye(3), [[0.0], [0.0], [3.0]]], 1).astype(np.float32)
     yaw = 0.4
@@ -84,30 +88,146 @@ def requests(latent_dim: int, num_latents: int) -> tuple[list, list]:
             None,
         ),
     ]
-    zero_k = np.zeros([1, 3, 3], np.float32)
-    reflected = turned.copy()
-    reflected[0, :3] *= -1
+
+    def camera_with(**changes):
+        return {"latent": latent[:1], **dict(one, **changes)}
+
+    def changed(array, index, value):
+        array = np.array(array, np.float32)
+        array[index] = value
+        return array
+
+    k1, w1 = one["intrinsics"], one["world_to_camera"]
+    reflected = changed(w1, (0, 0, slice(0, 3)), -w1[0, 0, :3])
+    scaled = changed(w1, (0, slice(None), slice(0, 3)), 2.0 * w1[0, :, :3])
+    sample = {"count": np.int32(2), "seed": np.int64(0), "truncation": np.float32(1)}
+    orbit = dict(valid[4][1])
+    huge = np.int32(2**31 - 1)
+    # (name, signature, inputs, regex the InvalidArgumentError message must match: names the
+    # input). Every kind of bad request the issue lists, on every signature it applies to.
     bad = [
-        ("render", {"latent": latent[:1, :3], **one}, "latent must be"),
-        ("render", {"latent": np.full_like(latent[:1], np.nan), **one}, "latent must be finite"),
-        ("render", {"latent": latent[:1], **dict(one, height=np.int32(-2))}, "height must be"),
-        ("render", {"latent": latent[:1], **dict(one, width=np.int32(1 << 20))}, "width must be"),
-        ("render", {"latent": latent, **one}, "intrinsics must be"),  # batch mismatch
-        ("render", {"latent": latent[:1], **dict(one, intrinsics=zero_k)}, "intrinsics must be"),
+        ("latent_dim", "render", camera_with(latent=latent[:1, :3]), r"latent must be \[B, D\]"),
+        ("latent_rank", "render", camera_with(latent=latent[0]), r"latent must be \[B, D\]"),
+        ("latent_empty", "render", camera_with(latent=latent[:0]), r"latent must be .*B >= 1"),
         (
+            "latent_nan",
             "render",
-            {"latent": latent[:1], **dict(one, world_to_camera=reflected[None])},
-            "world_to_camera must be rigid",
+            camera_with(latent=np.full_like(latent[:1], np.nan)),
+            "latent must be finite",
         ),
         (
+            "latent_inf",
+            "serving_default",
+            camera_with(latent=changed(latent[:1], (0, 2), np.inf)),
+            "latent must be finite",
+        ),
+        ("height_negative", "render", camera_with(height=np.int32(-2)), "height must be"),
+        ("height_zero", "serving_default", camera_with(height=np.int32(0)), "height must be"),
+        ("height_huge", "render", camera_with(height=huge), "height must be"),
+        ("width_huge", "render", camera_with(width=np.int32(1 << 20)), "width must be"),
+        ("width_rank", "render", camera_with(width=np.int32([4, 4])), "width must be"),
+        # Batch mismatches: two latents, one camera; one latent, two world_to_camera.
+        ("batch_latent_vs_cameras", "render", {"latent": latent, **one}, "intrinsics must be"),
+        (
+            "batch_world_to_camera",
+            "render",
+            camera_with(world_to_camera=camera["world_to_camera"]),
+            "world_to_camera must be",
+        ),
+        (
+            "batch_ids_vs_cameras",
+            "render_identity",
+            {"latent_id": np.array([0, 1], np.int64), **one},
+            "intrinsics must be",
+        ),
+        (
+            "id_too_large",
             "render_identity",
             {"latent_id": np.array([num_latents], np.int64), **one},
             "latent_id must be",
         ),
         (
+            "id_negative",
+            "render_identity",
+            {"latent_id": np.array([-1], np.int64), **one},
+            "latent_id must be",
+        ),
+        # Cameras, for what they mean.
+        ("k_zero", "render", camera_with(intrinsics=k1 * 0), "intrinsics must be pinhole"),
+        (
+            "k_zero_focal",
+            "render_identity",
+            {
+                "latent_id": np.array([0], np.int64),
+                **dict(one, intrinsics=changed(k1, (0, 1, 1), 0)),
+            },
+            "intrinsics must be pinhole",
+        ),
+        (
+            "k_negative_focal",
+            "render",
+            camera_with(intrinsics=changed(k1, (0, 0, 0), -8.0)),
+            "intrinsics must be pinhole",
+        ),
+        (
+            "k_nan",
+            "render",
+            camera_with(intrinsics=changed(k1, (0, 0, 2), np.nan)),
+            "intrinsics must be finite",
+        ),
+        (
+            "k_inf",
+            "render",
+            camera_with(intrinsics=changed(k1, (0, 1, 1), np.inf)),
+            "intrinsics must be finite",
+        ),
+        (
+            "w2c_reflection",
+            "render",
+            camera_with(world_to_camera=reflected),
+            "world_to_camera must be rigid",
+        ),
+        (
+            "w2c_scaled",
+            "render",
+            camera_with(world_to_camera=scaled),
+            "world_to_camera must be rigid",
+        ),
+        (
+            "w2c_shear",
+            "render_identity",
+            {
+                "latent_id": np.array([0], np.int64),
+                **dict(one, world_to_camera=changed(w1, (0, 0, 1), 0.3)),
+            },
+            "world_to_camera must be rigid",
+        ),
+        (
+            "w2c_nan",
+            "render",
+            camera_with(world_to_camera=changed(w1, (0, 2, 3), np.nan)),
+            "world_to_camera must be finite",
+        ),
+        # Sizes and values of the other signatures.
+        ("count_zero", "sample_latents", dict(sample, count=np.int32(0)), "count must be"),
+        ("count_negative", "sample_latents", dict(sample, count=np.int32(-3)), "count must be"),
+        ("count_huge", "sample_latents", dict(sample, count=huge), "count must be"),
+        (
+            "truncation_nan",
             "sample_latents",
-            {"count": np.int32(0), "seed": np.int64(0), "truncation": np.float32(1)},
-            "count must be",
+            dict(sample, truncation=np.float32(np.nan)),
+            "truncation must be",
+        ),
+        ("views_negative", "orbit_cameras", dict(orbit, num_views=np.int32(-1)), "num_views must"),
+        ("views_huge", "orbit_cameras", dict(orbit, num_views=huge), "num_views must be"),
+        ("orbit_width_huge", "orbit_cameras", dict(orbit, width=huge), "width must be"),
+        ("radius_inf", "orbit_cameras", dict(orbit, radius=np.float32(np.inf)), "radius must be"),
+        ("yaw_nan", "orbit_cameras", dict(orbit, yaw_min=np.float32(np.nan)), "yaw_min must be"),
+        (
+            "focal_negative",
+            "orbit_cameras",
+            dict(orbit, focal_factor=np.float32(-1)),
+            "focal_factor must be",
         ),
     ]
     return valid, bad
@@ -147,14 +267,14 @@ def main():
                 state["next"] += 1
             try:
                 if args.bad_every and index % args.bad_every == args.bad_every - 1:
-                    signature, inputs, fragment = bad[(index // args.bad_every) % len(bad)]
+                    name, signature, inputs, pattern = bad[(index // args.bad_every) % len(bad)]
                     try:
                         call(signature, inputs)
-                        raise AssertionError(f"bad request accepted: {signature} ({fragment})")
+                        raise AssertionError(f"bad request {name} accepted by {signature}")
                     except tf.errors.InvalidArgumentError as e:
-                        if fragment not in e.message:
+                        if not re.search(pattern, e.message):
                             raise AssertionError(
-                                f"{signature}: {fragment!r} not in {e.message[:300]}"
+                                f"{name}: {pattern!r} not in {e.message[:300]}"
                             ) from e
                     with lock:
                         state["rejected"] += 1

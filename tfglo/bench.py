@@ -30,7 +30,8 @@ from absl import app, flags
 
 from tfglo.utils import benchmarking
 
-# name -> "module:function". Each function takes the matmul peak (GFLOP/s) as its argument.
+# name -> "module:function". Each function takes the matmul peak (GFLOP/s) as its argument, and
+# the keyword arguments of its `QUICK` entry (every entry has one: tests/test_bench.py).
 BENCHMARKS = {
     "train_step": "tfglo.lolnerf.benchmarks:benchmark_train_step",
     "synthetic": "tfglo.data.synthetic.heads:benchmark_synthetic",
@@ -69,6 +70,13 @@ def _quick_pipeline_config():
     return pipeline.RayBatchConfig(images_per_batch=4, rays_per_image=16, shuffle_buffer=8)
 
 
+def _nerf_vae_smoke_flagfile():
+    """flags/nerf_vae_smoke.cfg beside the package: the smallest NeRF-VAE that trains."""
+    import pathlib
+
+    return pathlib.Path(__file__).resolve().parent.parent / "flags" / "nerf_vae_smoke.cfg"
+
+
 # name -> keyword arguments (values or zero-argument factories) of a quick run.
 QUICK: dict[str, dict[str, Any]] = {
     "train_step": dict(
@@ -95,6 +103,7 @@ QUICK: dict[str, dict[str, Any]] = {
         sizes=(8,), jit_options=(False,), model_config=_tiny_model_config, min_seconds=0.05
     ),
     "serving": dict(model_config=_tiny_model_config, sizes=(8,), batches=(1,), chunk_size=64),
+    "nerf_vae_train_step": dict(flagfile=_nerf_vae_smoke_flagfile, min_seconds=0.05),
 }
 
 _ONLY = flags.DEFINE_list("only", None, f"Benchmarks to run (default all): {sorted(BENCHMARKS)}.")

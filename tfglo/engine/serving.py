@@ -209,7 +209,8 @@ def shape_is(value: tf.Tensor, expected) -> tf.Tensor:
 
 
 def check_scalar(value, name: str, dtype: str, low=None, high=None, fallback=1) -> tf.Tensor:
-    """Checks for a scalar in [low, high] (None: unbounded); returns it, shape []."""
+    """Checks for a scalar in [low, high] (None: unbounded; floats also finite); returns it,
+    shape []."""
     message = f"{name} must be a scalar {dtype}"
     if low is not None and high is not None:
         message += f" in [{low}, {high}]"
@@ -217,6 +218,11 @@ def check_scalar(value, name: str, dtype: str, low=None, high=None, fallback=1) 
         message += f" >= {low}"
     first = first_element(value)
     conditions = [tf.equal(tf.rank(value), 0)]
+    if value.dtype.is_floating:
+        # NaN fails every comparison but +-inf passes an open bound (an orbit radius of inf
+        # renders NaN cameras): refuse non-finite floats whatever the bounds.
+        message += " (finite)"
+        conditions.append(tf.math.is_finite(first))
     if low is not None:
         conditions.append(first >= tf.cast(low, value.dtype))
     if high is not None:
