@@ -57,6 +57,7 @@ def export_run(
     model_name: str = "tfglo",
     version: int | None = None,
     command: str | None = None,
+    render_overrides: dict | None = None,
     **overrides,
 ) -> pathlib.Path:
     """Exports a training run's newest checkpoint to `<export_base>/<model_name>/<version>/`.
@@ -67,6 +68,8 @@ def export_run(
       model_name: the served model's name.
       version: version number (>= 1); None: the next free one.
       command: the command line, recorded in the export's metadata.
+      render_overrides: `RenderConfig` fields replacing the run's (e.g. {"accelerate": False}:
+        export the exact renderer); see `run_dir.override_render`.
       **overrides: `serving.ExportConfig` fields (chunk_size, warmup_image_size, ...).
 
     Returns:
@@ -87,7 +90,8 @@ def export_run(
             f"version {version} already exists at {existing}; versions are never overwritten: "
             "pick another version or leave it out for the next free one"
         )
-    run = run_dir_lib.load_run(run_dir)
+    run = run_dir_lib.load_run(run_dir, render_overrides=render_overrides)
+    views.check_render_settings(run.model)
     config, info = export_config(run, model_name, **overrides)
     info["run_dir"] = str(pathlib.Path(run_dir).resolve())
     if command:
