@@ -52,6 +52,7 @@ from tfglo.utils import tf_logs
 tf_logs.quiet_start()
 
 import pathlib
+import time
 
 import numpy as np
 from absl import app, flags, logging
@@ -144,6 +145,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     model = run.model
+    start = time.perf_counter()
     view = views.default_view(
         getattr(run, "dataset_metadata", None), getattr(run, "dataset_dir", None), **framing
     )
@@ -216,7 +218,11 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
         grid = views.write_strip(directory, frames, "grid")
         np.save(directory / "latents.npy", codes)
         print(f"{len(codes)} samples (truncation {f.truncation}): {grid['colour']}")
-    print(f"peak_rss_mib={app_utils.peak_rss_mib():.1f} image_size={view.image_size}")
+    accelerate = int(bool(getattr(run.model_config.render, "accelerate", False)))
+    print(
+        f"peak_rss_mib={app_utils.peak_rss_mib():.1f} image_size={view.image_size} "
+        f"render_s={time.perf_counter() - start:.2f} accelerate={accelerate}"
+    )
 
 
 def run(argv=None):

@@ -79,8 +79,10 @@ def benchmark_train_step(
     model_config: model_config_lib.ModelConfig | None = None,
     peak_size: int = 2048,
     peak_seconds: float = 1.0,
+    precisions=("float32", "mixed_bfloat16"),
 ) -> None:
-    """One training step of the default-size model, with and without XLA; one line per variant.
+    """One training step of the default-size model, with and without XLA, in each field
+    precision (`RenderConfig.precision`); one line per variant.
 
     Default `ModelConfig` fields (8 x 256 foreground, 64 coarse + 64 fine samples, 4 x 128
     background), a 64-row latent table, default loss weights; Adam on the fields and LazyAdam on
@@ -93,8 +95,23 @@ def benchmark_train_step(
     peak re-measured just before and after that variant (mean; `peak_size`, `peak_seconds`), and
     `nearby_ratio` against it. `model_config` (default: `ModelConfig(num_latents=64)`) and the
     other sizes shrink it (`python -m tfglo.bench --quick`).
+
+    mixed_bfloat16 runs the field matmuls in bfloat16 (float32 variables and compositing); its
+    FLOPs are counted as float32's, so its ratio says how much faster (or slower, on a CPU
+    without bfloat16 units: no `avx512_bf16` / `amx` in /proc/cpuinfo) the same step runs.
     """
-    model_config = model_config or model_config_lib.ModelConfig(num_latents=64)
+    base_config = model_config or model_config_lib.ModelConfig(num_latents=64)
+    for precision in precisions:
+        render = dataclasses.replace(base_config.render, precision=precision)
+        model_config = dataclasses.replace(base_config, render=render)
+        _benchmark_train_step_precision(
+            peak_gflops, model_config, ray_counts, jit_options, min_seconds, peak_size, peak_seconds
+        )
+
+
+def _benchmark_train_step_precision(
+    peak_gflops, model_config, ray_counts, jit_options, min_seconds, peak_size, peak_seconds
+) -> None:
     model = model_lib.LOLNeRF(model_config)
     model.build_all()
     for num_rays in ray_counts:
@@ -121,6 +138,7 @@ def benchmark_train_step(
             gflops = flops / seconds / 1e9
             benchmarking.report(
                 "train_step",
+                precision=model_config.render.precision,
                 xla=int(jit),
                 rays=num_rays,
                 seconds=seconds,
