@@ -514,6 +514,29 @@ class SavedModelTest(parameterized.TestCase):
         self.assertTrue(serving.serving_module(model, serving.ExportConfig()).accelerate)
 
 
+class RenderBenchmarkTest(parameterized.TestCase):
+    def test_quick_lines_for_a_trained_run_and_the_default_model(self):
+        from tfglo import bench
+        from tfglo.lolnerf import benchmarks
+
+        path, model = infer_testlib.trained()
+        with tempfile.TemporaryDirectory() as tmp:
+            run = infer_testlib.save_run(model, path, f"{tmp}/run")
+            kwargs = dict(bench.quick_kwargs("render"), demo_run=str(run))
+            lines = benchmarks.benchmark_render(10.0, **kwargs)
+            skipped = benchmarks.benchmark_render(10.0, **bench.quick_kwargs("render"))[0]
+        self.assertIn("model=demo skipped=", skipped)
+        self.assertLen(lines, 4)  # (demo, default) x batches (1, 2), size 8
+        for line, name in zip(lines, ("demo", "demo", "default", "default")):
+            values = dict(item.split("=", 1) for item in line.split()[1:])
+            self.assertEqual(values["model"], name)
+            self.assertEqual(values["size"], "8")
+            for key in ("brute_s", "fast_s", "samples_per_ray", "speedup", "ratio"):
+                self.assertGreater(float(values[key]), 0.0, key)
+            self.assertLess(abs(float(values["psnr_diff"])), 0.1, line)
+            self.assertEqual(values["trained"], "1" if name == "demo" else "0")
+
+
 class MixedPrecisionTest(parameterized.TestCase):
     def test_analytic_field_in_bfloat16_renders_close(self):
         policy = fields.dtype_policy("mixed_bfloat16")
