@@ -6,6 +6,11 @@ saved is counted by the field itself, not taken from the renderer's own report.
 """
 
 import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
 import tempfile
 
 import infer_testlib
@@ -18,6 +23,7 @@ from absl.testing import parameterized
 from tfglo.engine import metrics
 from tfglo.geometry import camera
 from tfglo.lolnerf import model as lolnerf
+from tfglo.lolnerf import serving
 from tfglo.nerf import accelerated_renderer, fields, occupancy_grid
 from tfglo.nerf import image_renderer as image_renderer_lib
 from tfglo.nerf.config import RenderConfig
@@ -396,6 +402,139 @@ class TrainedModelTest(parameterized.TestCase):
 
         with self.assertRaisesRegex(ValueError, "foreground"):
             image_renderer_lib.ImageRenderer(RaysOnly(), accelerate=True)
+
+
+class AnalyticModel:
+    """The least a model needs for `ImageRenderer` (either path): config.render, the fields."""
+
+    def __init__(self, config: RenderConfig):
+        self.config = type("Config", (), {"render": config})()
+        self.foreground = AnalyticField(shape="ball", sigma=1e4)
+        self.background = None
+        self._exact = VolumeRenderer(config)
+
+    def render_rays(self, origins, directions, latents, training=False):
+        return self._exact.render_rays(
+            self.foreground, None, origins, directions, latents, training=training
+        )
+
+
+class ChunkedMemoryTest(parameterized.TestCase):
+    def test_field_calls_do_not_grow_with_the_image(self):
+        # Memory flat in resolution: the largest field call (points evaluated at once) is the
+        # same for an 8 x 8 and a 32 x 32 view, bounded by one chunk of rays and by the grid's
+        # points per call, on both paths.
+        config = _config(chunk_size=64, num_coarse=16, num_fine=16, occupancy_resolution=16)
+        model = AnalyticModel(config)
+        cam8, cam32 = (
+            camera.make_camera(
+                camera.default_intrinsics(size, size), camera.orbit_cameras(1, 3.0, (0, 0))[0]
+            )
+            for size in (8, 32)
+        )
+        latent = tf.zeros([3])
+        for accelerate in (False, True):
+            renderer = image_renderer_lib.ImageRenderer(model, accelerate=accelerate)
+            largest = []
+            for cam, size in ((cam8, 8), (cam32, 32)):
+                if accelerate:
+                    renderer.clear_grids()
+                model.foreground.largest_call.assign(0)
+                out = renderer(latent, cam, size, size)
+                largest.append(int(model.foreground.largest_call.numpy()))
+                # The ball covers the image centre: the render is not empty.
+                self.assertGreater(float(out["alpha"][size // 2, size // 2]), 0.99)
+            self.assertEqual(largest[0], largest[1], f"accelerate={accelerate}")
+            self.assertLessEqual(largest[1], 64 * 32, f"accelerate={accelerate}")
+
+
+class SavedModelTest(parameterized.TestCase):
+    """The exported render signature, accelerated in the graph, against the exact renderer."""
+
+    def test_fresh_process_render_matches_the_exact_render(self):
+        path, model = infer_testlib.trained()
+        self.assertTrue(model.config.render.accelerate)  # the default
+        views = [r for r in infer_testlib.dataset_dir.iterate_records(path) if r.split == "eval"]
+        latents = np.stack([model.latent_table.embeddings[r.latent_id].numpy() for r in views])
+        intrinsics = np.stack(
+            [camera.intrinsics_matrix(np.float32(r.intrinsics)).numpy() for r in views]
+        )
+        poses = np.stack([np.float32(r.world_to_camera) for r in views])
+        size = views[0].height
+        # Views share latents (2 per object): the signature builds one grid per distinct one.
+        self.assertLess(len(np.unique(latents, axis=0)), len(views))
+        with tempfile.TemporaryDirectory() as tmp:
+            export_dir = f"{tmp}/1"
+            module = serving.export_model(model, export_dir)
+            self.assertTrue(module.accelerate)
+            np.savez(
+                f"{tmp}/inputs.npz", latent=latents, intrinsics=intrinsics, world_to_camera=poses
+            )
+            script = (
+                "import sys, numpy as np, tensorflow as tf\n"
+                "loaded = tf.saved_model.load(sys.argv[1])\n"
+                "inputs = dict(np.load(sys.argv[2]))\n"
+                f"out = loaded.signatures['render'](height=tf.constant({size}), "
+                f"width=tf.constant({size}), **{{k: tf.constant(v) for k, v in inputs.items()}})\n"
+                "np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})\n"
+            )
+            subprocess.run(
+                [sys.executable, "-c", script, export_dir, f"{tmp}/inputs.npz", f"{tmp}/out.npz"],
+                check=True,
+                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+            )
+            served = dict(np.load(f"{tmp}/out.npz"))
+            info = json.loads(
+                (pathlib.Path(export_dir) / "assets.extra/tfglo_export.json").read_text()
+            )
+        self.assertTrue(info["accelerate"])
+        exact = image_renderer_lib.ImageRenderer(model, accelerate=False)
+        fast = image_renderer_lib.ImageRenderer(model, accelerate=True)
+        for i, record in enumerate(views):
+            cam = camera.make_camera(record.intrinsics, record.world_to_camera)
+            a = exact(latents[i], cam, size, size)
+            b = fast(latents[i], cam, size, size)
+            target = record.image.astype(np.float32) / 255.0
+            diff = metrics.psnr(a["rgb"].numpy(), target) - metrics.psnr(served["rgb"][i], target)
+            self.assertLess(abs(diff), 0.1, f"view {i}")
+            self.assertGreater(metrics.psnr(served["rgb"][i], a["rgb"].numpy()), 40.0)
+            # The signature is the in-memory accelerated renderer, in the graph.
+            np.testing.assert_allclose(served["rgb"][i], b["rgb"], atol=1e-4)
+            np.testing.assert_allclose(served["alpha"][i], b["alpha"], atol=1e-4)
+            np.testing.assert_allclose(served["depth"][i], b["depth"], atol=1e-3)
+
+    def test_exact_module_when_not_accelerated(self):
+        _, model = infer_testlib.trained()
+        config = dataclasses.replace(
+            model.config, render=dataclasses.replace(model.config.render, accelerate=False)
+        )
+        exact = lolnerf.LOLNeRF(config)
+        exact.build_all()
+        self.assertFalse(serving.serving_module(exact, serving.ExportConfig()).accelerate)
+        self.assertTrue(serving.serving_module(model, serving.ExportConfig()).accelerate)
+
+
+class RenderBenchmarkTest(parameterized.TestCase):
+    def test_quick_lines_for_a_trained_run_and_the_default_model(self):
+        from tfglo import bench
+        from tfglo.lolnerf import benchmarks
+
+        path, model = infer_testlib.trained()
+        with tempfile.TemporaryDirectory() as tmp:
+            run = infer_testlib.save_run(model, path, f"{tmp}/run")
+            kwargs = dict(bench.quick_kwargs("render"), demo_run=str(run))
+            lines = benchmarks.benchmark_render(10.0, **kwargs)
+            skipped = benchmarks.benchmark_render(10.0, **bench.quick_kwargs("render"))[0]
+        self.assertIn("model=demo skipped=", skipped)
+        self.assertLen(lines, 4)  # (demo, default) x batches (1, 2), size 8
+        for line, name in zip(lines, ("demo", "demo", "default", "default")):
+            values = dict(item.split("=", 1) for item in line.split()[1:])
+            self.assertEqual(values["model"], name)
+            self.assertEqual(values["size"], "8")
+            for key in ("brute_s", "fast_s", "samples_per_ray", "speedup", "ratio"):
+                self.assertGreater(float(values[key]), 0.0, key)
+            self.assertLess(abs(float(values["psnr_diff"])), 0.1, line)
+            self.assertEqual(values["trained"], "1" if name == "demo" else "0")
 
 
 class MixedPrecisionTest(parameterized.TestCase):

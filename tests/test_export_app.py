@@ -5,6 +5,7 @@ The run directory is written with the trainer's own code (`tfglo.engine.run_dir.
 LOLNeRF, so `load_run` reads it exactly as it reads a trained run, without minutes of training.
 """
 
+import dataclasses
 import json
 
 import app_testlib
@@ -15,6 +16,7 @@ import serving_testlib as lib
 import tensorflow as tf
 
 from tfglo.data.synthetic import heads as synthetic
+from tfglo.lolnerf import model as lolnerf
 from tfglo.lolnerf import serving
 from tfglo.utils import configs
 
@@ -55,7 +57,11 @@ def test_app_exports_the_next_free_version_and_prints_the_serving_command(run, t
     older = base / "tfglo" / "3"
     older.mkdir(parents=True)
     (older / "saved_model.pb").write_bytes(b"older version")
-    result = _export_app(f"--run_dir={path}", f"--export_base={base}", "--warmup_image_size=8")
+    # --noaccelerate: the exact renderer in the signatures (the run's config says accelerate).
+    assert model.config.render.accelerate
+    result = _export_app(
+        f"--run_dir={path}", f"--export_base={base}", "--warmup_image_size=8", "--noaccelerate"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     target = base / "tfglo" / "4"
     assert (target / "saved_model.pb").is_file()
@@ -69,10 +75,18 @@ def test_app_exports_the_next_free_version_and_prints_the_serving_command(run, t
     info = json.loads((target / "assets.extra" / serving.METADATA_FILE).read_text())
     assert info["step"] == STEP and info["version"] == 4 and info["model"] == "lolnerf"
     assert info["camera_distance"] == 3.5 and info["focal_factor"] == 2.0
-    assert info["model_config"] == json.loads(json.dumps(configs.to_dict(model.config)))
-    # The export holds the checkpoint's weights: it renders what the model renders.
+    exact_config = dataclasses.replace(
+        model.config, render=dataclasses.replace(model.config.render, accelerate=False)
+    )
+    assert info["model_config"] == json.loads(json.dumps(configs.to_dict(exact_config)))
+    assert info["accelerate"] is False
+    # The export holds the checkpoint's weights: it renders what the (exact) model renders.
     loaded = tf.saved_model.load(str(target))
-    module = serving.ServingModule(model, np.zeros(8), np.eye(8), serving.ExportConfig())
+    exact = lolnerf.LOLNeRF(exact_config)
+    exact.build_all()
+    exact.set_weights(model.get_weights())
+    module = serving.ServingModule(exact, np.zeros(8), np.eye(8), serving.ExportConfig())
+    assert not module.accelerate
     k = np.array([[16.0, 0, 4], [0, 16, 4], [0, 0, 1]], np.float32)
     inputs = {
         "latent_id": np.array([0, 3], np.int64),

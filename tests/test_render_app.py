@@ -12,7 +12,7 @@ from PIL import Image
 from tfglo import render
 from tfglo.engine import views
 from tfglo.geometry import mesh as mesh_lib
-from tfglo.nerf import mesh_extraction
+from tfglo.nerf import image_renderer, mesh_extraction
 
 
 class RenderAppTest(infer_testlib.TrainedRunTestCase):
@@ -34,6 +34,30 @@ class RenderAppTest(infer_testlib.TrainedRunTestCase):
         frames = views.render_orbit(self.model, self.model.latent_table.embeddings[2], view, 3)
         saved = np.load(self.out / "id_0002" / "depth_001.npy")
         np.testing.assert_allclose(saved, frames[1]["depth"], atol=1e-4)
+
+    def test_accelerated_by_default_exact_with_noaccelerate(self):
+        args = ["--mode=orbit", "--ids=1", "--num_frames=2", "--image_size=12"]
+        self._app(f"--output={self.out}/fast", *args)
+        self._app(f"--output={self.out}/exact", *args, "--noaccelerate")
+        view = views.default_view(None, self.path, image_size=12)
+        latent = self.model.latent_table.embeddings[1]
+        depths = {}
+        for accelerate in (True, False):
+            renderer = image_renderer.ImageRenderer(self.model, accelerate=accelerate)
+            depths[accelerate] = [
+                views.camera_z_depth(renderer(latent, cam, 12, 12)["depth"], cam, 12, 12)
+                for cam in views.orbit_cameras(view, 2)
+            ]
+        # The two renderers differ (sample positions), so matching one of them says which ran.
+        self.assertGreater(np.abs(depths[True][1] - depths[False][1]).max(), 1e-5)
+        for name, accelerate in (("fast", True), ("exact", False)):
+            for i in range(2):
+                saved = np.load(self.out / name / "id_0001" / f"depth_{i:03d}.npy")
+                np.testing.assert_allclose(saved, depths[accelerate][i], atol=2e-6, err_msg=name)
+        # The render settings reach the accelerated renderer, and only it.
+        with pytest.raises(Exception, match="occupancy_resolution"):
+            self._app(f"--output={self.out}/bad", *args, "--occupancy_resolution=1")
+        self._app(f"--output={self.out}/bad", *args, "--occupancy_resolution=1", "--noaccelerate")
 
     def test_orbit_of_codes_from_a_file(self):
         codes = self.out / "codes.npy"

@@ -99,8 +99,13 @@ QUICK: dict[str, dict[str, Any]] = {
     ),
     "mesh": dict(resolution=16),
     "prepare_photos": dict(max_photos=3),
+    # No demo run in a quick run (it reports skipped=): the tiny model, exact and accelerated.
     "render": dict(
-        sizes=(8,), jit_options=(False,), model_config=_tiny_model_config, min_seconds=0.05
+        sizes=(8,),
+        batches=(1, 2),
+        model_config=_tiny_model_config,
+        demo_run="",
+        max_brute_seconds=None,
     ),
     "serving": dict(model_config=_tiny_model_config, sizes=(8,), batches=(1,), chunk_size=64),
     "nerf_vae_train_step": dict(flagfile=_nerf_vae_smoke_flagfile, min_seconds=0.05),

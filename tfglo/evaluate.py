@@ -27,6 +27,11 @@ the encoder's mean (`--inversion_steps`):
 The library is `tfglo.engine.evaluation` (`evaluate_run`, `evaluate_model`); the flags are the
 fields of its `EvaluateConfig` and of NeRF-VAE's `SceneEvaluateConfig` (derived, see
 `tfglo.utils.configs`) and this module only turns them into those.
+
+Views (held-out views, the renders of inverted codes) are rendered by the accelerated renderer
+unless the run's config says otherwise; `--noaccelerate` renders them with the exact brute-force
+renderer (the render flags are `tfglo.render`'s). Inversion itself fits codes with the
+stochastic training renderer.
 """
 
 from tfglo.utils import tf_logs
@@ -39,7 +44,8 @@ import pathlib
 import numpy as np
 from absl import app, flags
 
-from tfglo.engine import evaluation, inversion
+from tfglo.engine import evaluation, inversion, views
+from tfglo.nerf import config as nerf_config
 from tfglo.nerf_vae import baselines as nerf_vae_baselines
 from tfglo.nerf_vae import evaluation as nerf_vae_evaluation
 from tfglo.utils import app as app_utils
@@ -48,8 +54,13 @@ from tfglo.utils import configs
 FLAGS = flags.FLAGS
 FLAG_SPEC = configs.ConfigFlags(
     "tfglo.evaluate",
-    {"evaluate": evaluation.EvaluateConfig, "nerf_vae": nerf_vae_evaluation.SceneEvaluateConfig},
+    {
+        "evaluate": evaluation.EvaluateConfig,
+        "nerf_vae": nerf_vae_evaluation.SceneEvaluateConfig,
+        "render": nerf_config.RenderConfig,
+    },
     naming={
+        nerf_config.RenderConfig: views.RENDER_FLAG_NAMING,
         nerf_vae_baselines.PerSceneNeRFConfig: configs.FlagNames(prefix="per_scene_"),
         # --init_latents (a .npy file) sets initial_latents, in `config_from_flags`.
         evaluation.EvaluateConfig: configs.FlagNames(skip=("initial_latents",)),
@@ -66,6 +77,7 @@ FLAG_SPEC = configs.ConfigFlags(
         ),
     },
     shared=("chunk_size",),
+    defaults_from=views.RENDER_FLAG_DEFAULTS,
     extra=(
         configs.Flag("run_dir", "string", None, "Trained run directory (checkpoints, config)."),
         configs.Flag("dataset", "string", None, "Dataset directory to evaluate."),
@@ -99,7 +111,15 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     from tfglo.engine import run_dir as run_dir_lib  # the trainer's module; imported when needed
 
     config = config_from_flags(f)
-    run = run_dir_lib.load_run(f.run_dir)
+    try:
+        overrides = views.render_overrides(FLAG_SPEC, FLAG_SPEC.values(f))
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    run = run_dir_lib.load_run(f.run_dir, render_overrides=overrides)
+    try:
+        views.check_render_settings(run.model)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     if run.family_name == "nerf_vae":  # encode k context views (tfglo.nerf_vae.evaluation)
         scenes = FLAG_SPEC.build(FLAG_SPEC.values(f))["nerf_vae"]
         report = run.family.evaluate(

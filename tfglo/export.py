@@ -9,6 +9,11 @@ module comes from the run's model family (`ModelFamily.serving_module`; LOLNeRF'
 `tfglo.lolnerf.serving`); loading the run and framing its cameras is `tfglo.engine.run_export`,
 the export machinery, warm-up requests and metadata file are `tfglo.engine.serving`'s. This
 module only turns flags into that call.
+
+The render signatures use the accelerated renderer in the graph (an occupancy grid per distinct
+latent of a request, early ray termination) unless the run's config says otherwise;
+`--noaccelerate` exports the exact brute-force renderer, and the other render flags
+(`--occupancy_resolution`, ...: `tfglo.render`'s) override the run's settings.
 """
 
 from tfglo.utils import tf_logs
@@ -20,7 +25,8 @@ import sys
 
 from absl import app, flags
 
-from tfglo.engine import run_export, serving
+from tfglo.engine import run_export, serving, views
+from tfglo.nerf import config as nerf_config
 from tfglo.utils import configs
 
 FLAGS = flags.FLAGS
@@ -28,8 +34,13 @@ FLAGS = flags.FLAGS
 # the cameras default to the training data's framing (`run_export.export_config`).
 FLAG_SPEC = configs.ConfigFlags(
     "tfglo.export",
-    {"export": serving.ExportConfig},
-    defaults_from={"camera_distance": "as in training", "focal_factor": "as in training"},
+    {"export": serving.ExportConfig, "render": nerf_config.RenderConfig},
+    naming={nerf_config.RenderConfig: views.RENDER_FLAG_NAMING},
+    defaults_from={
+        "camera_distance": "as in training",
+        "focal_factor": "as in training",
+        **views.RENDER_FLAG_DEFAULTS,
+    },
     extra=(
         configs.Flag("run_dir", "string", None, "Training run directory (with checkpoints)."),
         configs.Flag(
@@ -55,8 +66,14 @@ def main(argv):
         raise app.UsageError("--run_dir and --export_base are required")
     try:
         settings = FLAG_SPEC.field_values(FLAG_SPEC.values(f), "export")
+        overrides = views.render_overrides(FLAG_SPEC, FLAG_SPEC.values(f))
         target = run_export.export_run(
-            f.run_dir, f.export_base, version=f.version, command=" ".join(sys.argv), **settings
+            f.run_dir,
+            f.export_base,
+            version=f.version,
+            command=" ".join(sys.argv),
+            render_overrides=overrides,
+            **settings,
         )
     except (FileExistsError, ValueError) as e:
         sys.exit(f"error: {e}")

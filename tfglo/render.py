@@ -39,6 +39,12 @@ The framing flags are the fields of `tfglo.engine.views.ViewConfig`, the mesh fl
 `tfglo.nerf.mesh_extraction.MeshConfig` (derived, see `tfglo.utils.configs`); the rendering and
 writing are `tfglo.engine.views` and `tfglo.geometry.mesh`, the codes `tfglo.lolnerf.identities`.
 This module only turns flags into calls.
+
+Views are rendered by the accelerated renderer (occupancy grid per code, early ray termination:
+`tfglo.nerf.accelerated_renderer`) unless the run's config says otherwise; `--noaccelerate`
+renders with the exact brute-force renderer, and `--occupancy_resolution`,
+`--termination_threshold`, ... (the `RenderConfig` fields of
+`tfglo.nerf.config.INFERENCE_RENDER_FIELDS`) override the run's settings.
 """
 
 from tfglo.utils import tf_logs
@@ -46,6 +52,7 @@ from tfglo.utils import tf_logs
 tf_logs.quiet_start()
 
 import pathlib
+import time
 
 import numpy as np
 from absl import app, flags, logging
@@ -53,6 +60,7 @@ from absl import app, flags, logging
 from tfglo.engine import views
 from tfglo.geometry import mesh as mesh_lib
 from tfglo.lolnerf import identities
+from tfglo.nerf import config as nerf_config
 from tfglo.nerf import mesh_extraction
 from tfglo.nerf_vae import scenes as nerf_vae_scenes
 from tfglo.utils import app as app_utils
@@ -63,12 +71,20 @@ MODES = ("orbit", "interpolate", "sample", "mesh")
 Flag = configs.Flag
 FLAG_SPEC = configs.ConfigFlags(
     "tfglo.render",
-    {"view": views.ViewConfig, "mesh": mesh_extraction.MeshConfig},
-    naming={mesh_extraction.MeshConfig: configs.FlagNames(prefix="mesh_")},
+    {
+        "view": views.ViewConfig,
+        "mesh": mesh_extraction.MeshConfig,
+        "render": nerf_config.RenderConfig,
+    },
+    naming={
+        mesh_extraction.MeshConfig: configs.FlagNames(prefix="mesh_"),
+        nerf_config.RenderConfig: views.RENDER_FLAG_NAMING,
+    },
     defaults_from={
         "image_size": "the training image size",
         "camera_distance": "as in training",
         "focal_factor": "as in training",
+        **views.RENDER_FLAG_DEFAULTS,
     },
     extra=(
         Flag("run_dir", "string", None, "Trained run directory (checkpoints, config)."),
@@ -118,12 +134,18 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     try:
         framing = FLAG_SPEC.field_values(FLAG_SPEC.values(f), "view")
         mesh_config = FLAG_SPEC.build(FLAG_SPEC.values(f))["mesh"]
+        overrides = views.render_overrides(FLAG_SPEC, FLAG_SPEC.values(f))
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     from tfglo.engine import run_dir as run_dir_lib  # the trainer's module; imported when needed
 
-    run = run_dir_lib.load_run(f.run_dir)
+    run = run_dir_lib.load_run(f.run_dir, render_overrides=overrides)
+    try:
+        views.check_render_settings(run.model)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     model = run.model
+    start = time.perf_counter()
     view = views.default_view(
         getattr(run, "dataset_metadata", None), getattr(run, "dataset_dir", None), **framing
     )
@@ -196,7 +218,11 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
         grid = views.write_strip(directory, frames, "grid")
         np.save(directory / "latents.npy", codes)
         print(f"{len(codes)} samples (truncation {f.truncation}): {grid['colour']}")
-    print(f"peak_rss_mib={app_utils.peak_rss_mib():.1f} image_size={view.image_size}")
+    accelerate = int(bool(getattr(run.model_config.render, "accelerate", False)))
+    print(
+        f"peak_rss_mib={app_utils.peak_rss_mib():.1f} image_size={view.image_size} "
+        f"render_s={time.perf_counter() - start:.2f} accelerate={accelerate}"
+    )
 
 
 def run(argv=None):

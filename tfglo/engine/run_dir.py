@@ -336,7 +336,33 @@ def latest_checkpoint(run_dir: os.PathLike | str) -> str | None:
     return trainer.latest_checkpoint(trainer.checkpoint_dir(run_dir))
 
 
-def load_run(run_dir: os.PathLike | str, checkpoint: str | None = None) -> Run:
+def override_render(configs: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """`configs` with fields of the model section's `render` config replaced.
+
+    For how whole images are rendered (`RenderConfig.accelerate`, the occupancy settings): the
+    rendering apps' flags override what config.json recorded at training time.
+
+    Raises:
+      RunDirError: overrides for a model section without a render config, or a field it lacks.
+    """
+    if not overrides:
+        return configs
+    model_config = configs.get("model")
+    render = getattr(model_config, "render", None)
+    if render is None:
+        raise RunDirError(f"render settings {sorted(overrides)} need a model with a render config")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(render)})
+    if unknown:
+        raise RunDirError(f"unknown render settings {unknown}")
+    render = dataclasses.replace(render, **overrides)
+    return dict(configs, model=dataclasses.replace(model_config, render=render))
+
+
+def load_run(
+    run_dir: os.PathLike | str,
+    checkpoint: str | None = None,
+    render_overrides: dict[str, Any] | None = None,
+) -> Run:
     """Rebuilds a trained model from config.json and restores its newest checkpoint.
 
     The family named in config.json builds the model from its config sections. Only the model
@@ -348,6 +374,8 @@ def load_run(run_dir: os.PathLike | str, checkpoint: str | None = None) -> Run:
     Args:
       run_dir: a run directory written by the trainer (config.json version 1 or 2).
       checkpoint: a specific checkpoint path prefix (default: the newest).
+      render_overrides: `RenderConfig` fields to replace in the model config (how whole images
+        are rendered, e.g. {"accelerate": False}); see `override_render`.
 
     Raises:
       RunDirError: no run directory or config.json, an unknown family, no checkpoint, or a
@@ -357,7 +385,7 @@ def load_run(run_dir: os.PathLike | str, checkpoint: str | None = None) -> Run:
     source = str(config_path(run_dir))
     values = read_config(run_dir)
     family = family_of(values, source)
-    configs = parse_configs(values, source)
+    configs = override_render(parse_configs(values, source), render_overrides)
     checkpoint = checkpoint or latest_checkpoint(run_dir)
     if checkpoint is None:
         raise RunDirError(

@@ -90,6 +90,7 @@ def export_run(
     model_name: str = "tfglo",
     version: int | None = None,
     command: str | None = None,
+    render_overrides: dict | None = None,
     **overrides,
 ) -> pathlib.Path:
     """Exports a training run's newest checkpoint to `<export_base>/<model_name>/<version>/`.
@@ -100,6 +101,8 @@ def export_run(
       model_name: the served model's name.
       version: version number (>= 1); None: the next free one.
       command: the command line, recorded in the export's metadata.
+      render_overrides: `RenderConfig` fields replacing the run's (e.g. {"accelerate": False}:
+        export the exact renderer); see `run_dir.override_render`.
       **overrides: `serving.ExportConfig` fields (chunk_size, warmup_image_size, ...).
 
     Returns:
@@ -122,7 +125,8 @@ def export_run(
         )
     for name in remove_stale_exports(pathlib.Path(export_base) / model_name):
         print(f"export: removed {name}, left by an interrupted export", file=sys.stderr)
-    run = run_dir_lib.load_run(run_dir)
+    run = run_dir_lib.load_run(run_dir, render_overrides=render_overrides)
+    views.check_render_settings(run.model)
     config, info = export_config(run, model_name, **overrides)
     info["run_dir"] = str(pathlib.Path(run_dir).resolve())
     if command:

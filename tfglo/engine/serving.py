@@ -10,7 +10,10 @@ camera-conditioned NeRF entirely in the graph (no Python on the serving side):
   unit ray, object units; 0 off the object's sphere), alpha `[B, H, W]` (foreground opacity).
   The B x H x W rays are rendered in fixed-size chunks inside a `tf.map_fn` that runs one chunk
   at a time, so the peak memory of a request does not grow with the image size (only the output
-  images do).
+  images do). With `RenderConfig.accelerate` (the model's `config.render`) the chunks are
+  rendered by `tfglo.nerf.accelerated_renderer` in the graph: one occupancy grid per distinct
+  latent of the request (views of one latent share it), then samples in occupied cells only and
+  early ray termination; otherwise every ray by the exact brute-force renderer.
 - `orbit_cameras`: num_views int32, radius, yaw_min, yaw_max, pitch_min, pitch_max float32
   (radians), height, width int32, focal_factor float32 -> world_to_camera `[V, 3, 4]`, intrinsics
   `[V, 3, 3]` (focal = focal_factor x width, centred principal point), so a client can ask for an
@@ -57,6 +60,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfglo.geometry import camera
+from tfglo.nerf import accelerated_renderer
 
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -351,6 +355,7 @@ class RenderModule(tf.Module):
         self._model = Untracked(model)
         # The Keras 3 trap (module docstring): track the underlying tf.Variables explicitly.
         self.model_variables = [tf_variable(v) for v in model.variables]
+        self._accelerated = _accelerated_renderer(model, self._chunk_size)
 
     @property
     def latent_dim(self) -> int:
@@ -363,6 +368,11 @@ class RenderModule(tf.Module):
     @property
     def config(self) -> ExportConfig:
         return self._config
+
+    @property
+    def accelerate(self) -> bool:
+        """Whether the render signatures use the accelerated renderer."""
+        return self._accelerated is not None
 
     def signatures(self) -> dict[str, Any]:
         """The signatures to save: name -> `tf.function` with an input signature."""
@@ -378,7 +388,11 @@ class RenderModule(tf.Module):
 
     def export_info(self) -> dict[str, Any]:
         """Sizes recorded in tfglo_export.json (latent_dim, chunk_size, ...)."""
-        return {"latent_dim": self.latent_dim, "chunk_size": self.chunk_size}
+        return {
+            "latent_dim": self.latent_dim,
+            "chunk_size": self.chunk_size,
+            "accelerate": self.accelerate,
+        }
 
     def warmup_inputs(self) -> dict[str, dict[str, Any]]:
         """The inputs of the warm-up requests: signature name -> inputs (one request each)."""
@@ -477,12 +491,32 @@ class RenderModule(tf.Module):
         origins = tf.gather(tf.reshape(origins, [-1, 3]), index)
         directions = tf.gather(tf.reshape(directions, [-1, 3]), index)
         image_index = index // pixels
+        accelerated = self._accelerated
+        if accelerated is not None:
+            # One occupancy grid per distinct latent (a batch of views of one latent builds one).
+            unique, grid_of_image = tf.raw_ops.UniqueV2(
+                x=latent, axis=tf.constant([0], tf.int64), out_idx=tf.int32
+            )
+            grids = accelerated.build_grids(model.foreground, unique)
 
         def render_chunk(elems):
             chunk_origins, chunk_directions, chunk_images = elems
             # Latents are gathered per chunk, so no [B x H x W, D] tensor is ever built.
             chunk_latents = tf.gather(latent, chunk_images)
-            out = model.render_rays(chunk_origins, chunk_directions, chunk_latents, training=False)
+            if accelerated is None:
+                out = model.render_rays(
+                    chunk_origins, chunk_directions, chunk_latents, training=False
+                )
+            else:
+                out = accelerated.render_rays(
+                    model.foreground,
+                    getattr(model, "background", None),
+                    chunk_origins,
+                    chunk_directions,
+                    chunk_latents,
+                    grids,
+                    tf.gather(grid_of_image, chunk_images),
+                )
             return {"rgb": out["rgb"], "depth": out["depth"], "alpha": out["alpha"]}
 
         out = tf.map_fn(
@@ -557,6 +591,17 @@ class RenderModule(tf.Module):
             "world_to_camera": tf.ensure_shape(world_to_camera, [None, 3, 4]),
             "intrinsics": tf.ensure_shape(intrinsics, [None, 3, 3]),
         }
+
+
+def _accelerated_renderer(model, chunk_size: int):
+    """The model's `AcceleratedRenderer` when its `config.render.accelerate` is set, else None."""
+    render_config = getattr(getattr(model, "config", None), "render", None)
+    if not getattr(render_config, "accelerate", False) or not hasattr(model, "foreground"):
+        return None
+    samples = render_config.num_coarse + render_config.num_fine
+    return accelerated_renderer.AcceleratedRenderer(
+        render_config, min(accelerated_renderer.GRID_POINTS_PER_CHUNK, chunk_size * samples)
+    )
 
 
 def tf_variable(variable) -> tf.Variable:

@@ -22,10 +22,38 @@ from absl import logging
 from tfglo.data import dataset_dir as dataset_dir_lib
 from tfglo.engine import inversion
 from tfglo.geometry import camera as camera_lib
-from tfglo.utils import images
+from tfglo.nerf import accelerated_renderer
+from tfglo.nerf import config as nerf_config
+from tfglo.utils import configs, images
 
 DEFAULT_CAMERA_DISTANCE = 4.5
 DEFAULT_FOCAL_FACTOR = 2.0
+
+# The rendering apps' flags for the `RenderConfig` fields of `nerf_config.INFERENCE_RENDER_FIELDS`
+# (--accelerate / --noaccelerate, --occupancy_resolution, ...): named as the fields, default None
+# = the run's config.json; `render_overrides` turns their values into `load_run`'s overrides.
+RENDER_FLAG_NAMING = configs.FlagNames(
+    skip=tuple(
+        field.name
+        for field in dataclasses.fields(nerf_config.RenderConfig)
+        if field.name not in nerf_config.INFERENCE_RENDER_FIELDS
+    )
+)
+RENDER_FLAG_DEFAULTS = {
+    name: "the run's config.json" for name in nerf_config.INFERENCE_RENDER_FIELDS
+}
+
+
+def render_overrides(flag_spec: configs.ConfigFlags, values, key: str = "render") -> dict:
+    """The `RenderConfig` fields an app's flags set (those left at None are not overrides)."""
+    return dict(flag_spec.field_values(values, key))
+
+
+def check_render_settings(model) -> None:
+    """Raises ValueError (naming the setting) if the model's accelerated settings are invalid."""
+    render_config = getattr(getattr(model, "config", None), "render", None)
+    if render_config is not None and render_config.accelerate:
+        accelerated_renderer.check_config(render_config)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,13 +1,14 @@
-"""LOLNeRF's benchmarks: a training step, whole-image rendering, the input pipeline against a
-training step, and the exported `render` signature. `python -m tfglo.bench` runs them (its
-table names these functions); each prints `name key=value ...` lines with a ratio to the matmul
-peak of the same run (`tfglo.utils.benchmarking`).
+"""LOLNeRF's benchmarks: a training step, whole-image rendering (exact against accelerated), the
+input pipeline against a training step, and the exported `render` signature. `python -m
+tfglo.bench` runs them (its table names these functions); each prints `name key=value ...` lines
+with a ratio to the matmul peak of the same run (`tfglo.utils.benchmarking`).
 
 Also the helpers they share with the tests: `synthetic_ray_batch` (a random training batch) and
 `make_train_step` (one compiled single-device training step, without the engine's trainer).
 """
 
 import dataclasses
+import json
 import os
 import pathlib
 import shutil
@@ -19,12 +20,11 @@ import tensorflow as tf
 
 from tfglo.data import dataset_dir, pipeline
 from tfglo.data.synthetic import heads as synthetic
-from tfglo.geometry import camera
 from tfglo.lolnerf import config as model_config_lib
 from tfglo.lolnerf import latents, serving
 from tfglo.lolnerf import model as model_lib
 from tfglo.nerf import config as config_lib
-from tfglo.nerf import image_renderer, losses
+from tfglo.nerf import losses, render_benchmark
 from tfglo.utils import benchmarking
 
 
@@ -79,8 +79,10 @@ def benchmark_train_step(
     model_config: model_config_lib.ModelConfig | None = None,
     peak_size: int = 2048,
     peak_seconds: float = 1.0,
+    precisions=("float32", "mixed_bfloat16"),
 ) -> None:
-    """One training step of the default-size model, with and without XLA; one line per variant.
+    """One training step of the default-size model, with and without XLA, in each field
+    precision (`RenderConfig.precision`); one line per variant.
 
     Default `ModelConfig` fields (8 x 256 foreground, 64 coarse + 64 fine samples, 4 x 128
     background), a 64-row latent table, default loss weights; Adam on the fields and LazyAdam on
@@ -93,8 +95,23 @@ def benchmark_train_step(
     peak re-measured just before and after that variant (mean; `peak_size`, `peak_seconds`), and
     `nearby_ratio` against it. `model_config` (default: `ModelConfig(num_latents=64)`) and the
     other sizes shrink it (`python -m tfglo.bench --quick`).
+
+    mixed_bfloat16 runs the field matmuls in bfloat16 (float32 variables and compositing); its
+    FLOPs are counted as float32's, so its ratio says how much faster (or slower, on a CPU
+    without bfloat16 units: no `avx512_bf16` / `amx` in /proc/cpuinfo) the same step runs.
     """
-    model_config = model_config or model_config_lib.ModelConfig(num_latents=64)
+    base_config = model_config or model_config_lib.ModelConfig(num_latents=64)
+    for precision in precisions:
+        render = dataclasses.replace(base_config.render, precision=precision)
+        model_config = dataclasses.replace(base_config, render=render)
+        _benchmark_train_step_precision(
+            peak_gflops, model_config, ray_counts, jit_options, min_seconds, peak_size, peak_seconds
+        )
+
+
+def _benchmark_train_step_precision(
+    peak_gflops, model_config, ray_counts, jit_options, min_seconds, peak_size, peak_seconds
+) -> None:
     model = model_lib.LOLNeRF(model_config)
     model.build_all()
     for num_rays in ray_counts:
@@ -121,6 +138,7 @@ def benchmark_train_step(
             gflops = flops / seconds / 1e9
             benchmarking.report(
                 "train_step",
+                precision=model_config.render.precision,
                 xla=int(jit),
                 rays=num_rays,
                 seconds=seconds,
@@ -134,48 +152,101 @@ def benchmark_train_step(
             )
 
 
+# Where `benchmark_render` finds the trained demo model: this environment variable, else the run
+# `make demo` writes (relative to the working directory).
+DEMO_RUN_ENV = "TFGLO_BENCH_DEMO_RUN"
+DEFAULT_DEMO_RUN = "outputs/demo/runs/full"
+
+
+def _render_views_data(path: str, num_objects: int) -> str:
+    """A small synthetic data set (held-out views with exact targets at any size) at `path`."""
+    config = synthetic.SyntheticConfig(
+        num_objects=num_objects, image_size=16, eval_views_per_object=4
+    )
+    with dataset_dir.DatasetWriter(path) as writer:
+        for record in synthetic.generate(config):
+            writer.write(record)
+        writer.metadata.update(synthetic.dataset_metadata(config))
+    return path
+
+
 def benchmark_render(
     peak_gflops: float,
     sizes=(64, 256),
-    jit_options=(False, True),
+    batches=(1, 8),
     model_config: model_config_lib.ModelConfig | None = None,
-    min_seconds: float = 2.0,
-) -> None:
-    """Render latency of a default-size LOLNeRF per image size and XLA setting, one line each.
+    demo_run: str | None = None,
+    max_brute_seconds: float | None = 600.0,
+) -> list[str]:
+    """Whole-image render time, exact brute force against accelerated, one line per case:
 
-    FLOPs are the forward third of `model.train_step_flops` (field matmuls, 2 per multiply-add).
-    Sizes after the first reuse the traced chunk function, so a large image is timed over one
-    call (a 256 x 256 default-size image takes minutes on a small CPU); the first is timed over
-    `min_seconds`. `model_config` (default `ModelConfig()`) shrinks it.
+        render model=demo size=256 batch=1 brute_s=.. fast_s=.. samples_per_ray=.. speedup=..
+            psnr_diff=.. ratio=.. ...
+
+    (keys: `tfglo.nerf.render_benchmark.benchmark_render_speed`). Two models:
+    - "demo": the trained demo model (`demo_run`, default $TFGLO_BENCH_DEMO_RUN, else
+      `outputs/demo/runs/full`, what `make demo` trains) with the package's default accelerated
+      settings, on held-out views of its synthetic training data re-rendered at each size (its
+      own latents; the ground truth gives psnr_diff). Without a loadable run the line says
+      `skipped=`.
+    - "default": a freshly initialised default-size LOLNeRF (`model_config`, default
+      `ModelConfig()`: 8 x 256 field, 64 + 64 samples), trained=0: its density is a thin fog
+      everywhere, so the grid is full and no ray terminates: the accelerated renderer's worst
+      case. Views: held-out views of a small synthetic data set (targets for psnr_diff).
+    A 256 x 256 exact view of the default model takes minutes on 2 CPU cores: the exact
+    renderer is timed on as many views of a case as fit in `max_brute_seconds` (brute_views).
     """
-    model_config = model_config or model_config_lib.ModelConfig()
-    model = model_lib.LOLNeRF(model_config)
-    model.build_all()
-    latent = tf.zeros([model_config.latent_dim])
-    for jit in jit_options:
-        renderer = image_renderer.ImageRenderer(model, jit_compile=jit)
-        for index, size in enumerate(sizes):
-            cam = camera.make_camera(
-                camera.default_intrinsics(size, size), camera.orbit_cameras(1, 4.0, (0, 0))[0]
-            )
-            seconds = benchmarking.time_call(
-                lambda r=renderer, c=cam, s=size: r(latent, c, s, s)["rgb"].numpy(),
-                min_seconds=min_seconds if index == 0 else 0.0,
-                warmup=1 if index == 0 else 0,
-            )
-            rays = size * size
-            gflops = model_lib.train_step_flops(model, rays) / 3.0 / seconds / 1e9
+    from tfglo.engine import run_dir as run_dir_lib  # the trainer's module: only when run
+
+    lines = []
+    demo_run = demo_run if demo_run is not None else os.environ.get(DEMO_RUN_ENV, DEFAULT_DEMO_RUN)
+    common = dict(
+        sizes=sizes, batches=batches, peak_gflops=peak_gflops, max_brute_seconds=max_brute_seconds
+    )
+    # The demo's weights with the package's default accelerated settings (a run records the
+    # settings of its tfglo version): the benchmark measures today's renderer.
+    defaults = config_lib.RenderConfig()
+    settings = {name: getattr(defaults, name) for name in config_lib.INFERENCE_RENDER_FIELDS}
+    try:
+        run = run_dir_lib.load_run(demo_run, render_overrides=settings) if demo_run else None
+    except run_dir_lib.RunDirError as e:
+        run = None
+        reason = str(e).splitlines()[0]
+    if run is None:
+        lines.append(
             benchmarking.report(
                 "render",
-                size=size,
-                xla=int(jit),
-                chunk_size=renderer.chunk_size,
-                seconds=seconds,
-                rays_per_s=rays / seconds,
-                gflops=gflops,
-                matmul_peak_gflops=peak_gflops,
-                ratio=gflops / peak_gflops,
+                model="demo",
+                skipped=json.dumps(
+                    f"no trained demo run ({reason if demo_run else 'none given'}): make demo, "
+                    f"or {DEMO_RUN_ENV}=RUN_DIR"
+                ),
             )
+        )
+    else:
+        table = run.model.latent_table.embeddings.numpy()
+        try:
+            views_fn = render_benchmark.synthetic_views(run.dataset_dir, table)
+        except (ValueError, OSError, dataset_dir.DatasetError):
+            views_fn = render_benchmark.orbit_views(table[0])  # no targets: no psnr_diff
+        lines += render_benchmark.benchmark_render_speed(
+            run.model, "demo", views_fn, trained=1, step=run.step, **common
+        )
+    num_objects = max(2, -(-max(batches) // 4))  # 4 held-out views per object
+    model_config = model_config or model_config_lib.ModelConfig()
+    model_config = dataclasses.replace(
+        model_config, num_latents=max(model_config.num_latents, num_objects)
+    )
+    model = model_lib.LOLNeRF(model_config)
+    model.build_all()
+    with tempfile.TemporaryDirectory(prefix="tfglo-bench-render-") as tmp:
+        data = _render_views_data(os.path.join(tmp, "data"), num_objects)
+        table = model.latent_table.embeddings.numpy()
+        views_fn = render_benchmark.synthetic_views(data, table)
+        lines += render_benchmark.benchmark_render_speed(
+            model, "default", views_fn, trained=0, **common
+        )
+    return lines
 
 
 def write_benchmark_dataset(path: str, num_images: int, image_size: int) -> None:

@@ -137,6 +137,7 @@ class ServingModule(serving_lib.RenderModule):
             "latent_dim": self.latent_dim,
             "num_latents": self.num_latents,
             "chunk_size": self.chunk_size,
+            "accelerate": self.accelerate,
         }
 
     def warmup_inputs(self) -> dict[str, dict[str, Any]]:

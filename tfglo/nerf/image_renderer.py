@@ -51,8 +51,9 @@ class ImageRenderer:
       jit_compile: compile the exact path's chunk function with XLA (the accelerated path has
         data-dependent shapes and is never compiled).
       accelerate: use the `AcceleratedRenderer`; None follows `model.config.render.accelerate`
-        (False when the model has no render config). It needs `model.config.render` and the
-        fields as `model.foreground` (and `model.background`, None for a constant colour).
+        (False when the model has no render config or no `foreground`). It needs
+        `model.config.render` and the fields as `model.foreground` (and `model.background`,
+        None for a constant colour).
 
     Raises:
       ValueError: chunk_size < 1, or `accelerate` for a model without the attributes above.
@@ -72,7 +73,11 @@ class ImageRenderer:
         self.chunk_size = chunk_size
         render_config = _render_config(model)
         if accelerate is None:
-            accelerate = bool(getattr(render_config, "accelerate", False))
+            # Follow the model's setting where it can be followed: a model without the fields
+            # (e.g. a stand-in with render_rays only) renders exactly.
+            accelerate = bool(getattr(render_config, "accelerate", False)) and hasattr(
+                model, "foreground"
+            )
         self.accelerate = bool(accelerate)
         self._grids = collections.OrderedDict()
         if self.accelerate:

@@ -11,7 +11,8 @@ of every distinct latent of the batch, once: grid_s is that build alone); sample
 accelerated renderer's mean foreground evaluations per pixel (brute_samples_per_ray for the
 exact one); psnr_diff is mean PSNR(exact render, target) - mean PSNR(accelerated render, target)
 over the batch (positive: the accelerated render is worse), and psnr_vs_brute the mean PSNR of
-the accelerated render against the exact one.
+the accelerated render against the exact one; ratio / brute_ratio / fast_ratio compare field
+GFLOP/s with the run's matmul peak (`benchmark_render_speed`).
 
 `synthetic_views` supplies views with exact targets at any size for a data set made by
 `tfglo.prepare --source=synthetic`: its held-out cameras (rescaled to the requested size) and the
@@ -69,12 +70,28 @@ def _timed_grids(renderer: ImageRenderer, latents) -> float:
     return time.perf_counter() - start
 
 
+def forward_flops_per_ray(model, samples_per_ray: float) -> float:
+    """Field FLOPs of rendering one ray with `samples_per_ray` foreground evaluations.
+
+    2 FLOPs per multiply-add: the foreground per sample (its per-ray latent rows once), the
+    background once per ray; what the fields report (`multiply_adds`).
+    """
+    per_sample, per_ray = model.foreground.multiply_adds()
+    flops = samples_per_ray * per_sample + per_ray
+    if getattr(model, "background", None) is not None:
+        flops += model.background.multiply_adds()
+    return 2.0 * float(flops)
+
+
 def benchmark_render_speed(
     model,
     name: str,
     views_fn: Callable[[int, int], list[View]],
     sizes=(64, 256),
     batches=(1, 8),
+    peak_gflops: float | None = None,
+    max_brute_seconds: float | None = None,
+    **extra,
 ) -> list[str]:
     """Exact vs accelerated whole-image renders of `model`; prints and returns one line per case.
 
@@ -85,61 +102,82 @@ def benchmark_render_speed(
       views_fn: `(size, batch) -> list of batch View`s at that image size.
       sizes: image sides, pixels.
       batches: views per case.
+      peak_gflops: the run's matmul peak; adds gflops and ratios (`forward_flops_per_ray`):
+        brute_ratio and fast_ratio (achieved field GFLOP/s of each / peak), and ratio = the
+        exact render's FLOPs per second of the accelerated render's time / peak (the speed-up
+        against the roofline: above 1 means faster than the exact renderer could ever be).
+      max_brute_seconds: time the exact renderer on only as many views of a case as fit in this
+        budget (predicted from the cases before; at least one): brute_views says how many, and
+        psnr_diff / psnr_vs_brute are over those views. None: every view.
+      **extra: more keys for every line (e.g. trained=1).
     """
     lines = []
     exact = ImageRenderer(model, accelerate=False)
     fast = ImageRenderer(model, accelerate=True)
+    traced = set()
+    brute_rays_per_s = None
     for size in sizes:
-        # Trace both paths at this size's chunk shape, outside the timing.
-        warmup = views_fn(size, 1)
-        _render(exact, warmup, size)
-        _render(fast, warmup, size)
+        chunk = min(exact.chunk_size, size * size)
+        if chunk not in traced:
+            # Trace both paths at this chunk shape, outside the timing (a 256 x 256 view uses the
+            # 64 x 64 view's chunk shape when the chunk is 4096 rays).
+            traced.add(chunk)
+            warmup = views_fn(min(size, int(np.sqrt(chunk))), 1)
+            _render(exact, warmup, min(size, int(np.sqrt(chunk))))
+            _render(fast, warmup, min(size, int(np.sqrt(chunk))))
         for batch in batches:
             views = views_fn(size, batch)
-            brute_s, exact_renders = _timed_render(exact, views, size)
+            brute_views = batch
+            if max_brute_seconds is not None and brute_rays_per_s:
+                predicted = size * size / brute_rays_per_s
+                brute_views = int(min(batch, max(1, max_brute_seconds // predicted)))
+            brute_s, exact_renders = _timed_render(exact, views[:brute_views], size)
+            brute_s /= brute_views
+            brute_rays_per_s = size * size / brute_s
             fast.clear_grids()
             fast_s, fast_renders = _timed_render(fast, views, size)
-            brute_s, fast_s = brute_s / batch, fast_s / batch
+            fast_s /= batch
             distinct = {np.asarray(v.latent, np.float32).tobytes(): v.latent for v in views}
             grid_s = _timed_grids(fast, distinct.values())
-            samples = np.mean([r["samples_per_ray"].mean() for r in fast_renders])
+            samples = float(np.mean([r["samples_per_ray"].mean() for r in fast_renders]))
+            brute_samples = int(exact_renders[0]["samples_per_ray"].flat[0])
             values = dict(
                 model=name,
                 size=size,
                 batch=batch,
                 brute_s=brute_s,
                 fast_s=fast_s,
-                samples_per_ray=float(samples),
+                samples_per_ray=samples,
                 speedup=brute_s / fast_s,
             )
+            compared = list(zip(fast_renders, exact_renders, views))
             if all(v.target is not None for v in views):
-                brute_psnr = np.mean(
-                    [_psnr(r["rgb"], v.target) for r, v in zip(exact_renders, views)]
-                )
-                fast_psnr = np.mean(
-                    [_psnr(r["rgb"], v.target) for r, v in zip(fast_renders, views)]
-                )
+                brute_psnr = float(np.mean([_psnr(e["rgb"], v.target) for _, e, v in compared]))
+                fast_psnr = float(np.mean([_psnr(f["rgb"], v.target) for f, _, v in compared]))
+                values.update(psnr_diff=brute_psnr - fast_psnr)
+            if peak_gflops:
+                pixels = size * size
+                brute_flops = pixels * forward_flops_per_ray(model, brute_samples)
+                fast_flops = pixels * forward_flops_per_ray(model, samples)
                 values.update(
-                    psnr_diff=float(brute_psnr - fast_psnr),
-                    brute_psnr=float(brute_psnr),
-                    fast_psnr=float(fast_psnr),
+                    ratio=brute_flops / fast_s / 1e9 / peak_gflops,
+                    brute_ratio=brute_flops / brute_s / 1e9 / peak_gflops,
+                    fast_ratio=fast_flops / fast_s / 1e9 / peak_gflops,
+                    matmul_peak_gflops=peak_gflops,
                 )
+            if "psnr_diff" in values:
+                values.update(brute_psnr=brute_psnr, fast_psnr=fast_psnr)
             values.update(
-                psnr_vs_brute=float(
-                    np.mean(
-                        [_psnr(f["rgb"], e["rgb"]) for f, e in zip(fast_renders, exact_renders)]
-                    )
-                ),
+                psnr_vs_brute=float(np.mean([_psnr(f["rgb"], e["rgb"]) for f, e, _ in compared])),
                 alpha_max_diff=float(
-                    max(
-                        np.abs(f["alpha"] - e["alpha"]).max()
-                        for f, e in zip(fast_renders, exact_renders)
-                    )
+                    max(np.abs(f["alpha"] - e["alpha"]).max() for f, e, _ in compared)
                 ),
-                brute_samples_per_ray=int(exact_renders[0]["samples_per_ray"].flat[0]),
+                brute_samples_per_ray=brute_samples,
+                brute_views=brute_views,
                 grids=len(distinct),
                 grid_s=grid_s,
                 occupancy_resolution=model.config.render.occupancy_resolution,
+                **extra,
             )
             lines.append(benchmarking.report("render", **values))
     return lines
