@@ -54,6 +54,17 @@ FLAG_SPEC = configs.FlagSet(
         ),
     ),
     selector="model",
+    # One flag, one setting per family, worded per family in its config's docstring.
+    shared_help={
+        "latent_dim": "Size of each latent code (LOLNeRF: a latent-table row; NeRF-VAE: the "
+        "scene latent, the decoder's latent_dim).",
+        "seed": "Seeds weight initialisation (the data pipeline has its own seed), the shuffles "
+        "and the pixel (and, NeRF-VAE, view) sampling.",
+        "cache": "Keep decoded images in memory (uint8) after the first pass; False streams "
+        "every epoch from disk (data sets larger than memory).",
+        "shuffle_buffer": "Items held in the shuffle buffer (LOLNeRF: images; NeRF-VAE: "
+        "scenes), capped at the data set's.",
+    },
 )
 # Names of this app's flags. Defined at import: in-process users (tests, ablations) parse the
 # global FLAGS of this module.

@@ -18,6 +18,7 @@ dataset.json (`configs_from_flags`).
 `Trainer` from the four config objects.
 """
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -48,7 +49,8 @@ FLAG_SPEC = configs_lib.ConfigFlags(
     naming={
         config_lib.ForegroundConfig: configs_lib.FlagNames(prefix="fg_"),
         config_lib.BackgroundConfig: configs_lib.FlagNames(
-            prefix="bg_", names={"enabled": "background"}
+            prefix="bg_",
+            names={"enabled": "background", "dataset_background": "dataset_background"},
         ),
         pipeline.RayBatchConfig: configs_lib.FlagNames(names={"verify": "verify_data"}),
     },
@@ -78,7 +80,10 @@ class LOLNeRFFamily(family_lib.ModelFamily):
 
     def configs_from_flags(self, values, dataset_metadata) -> dict[str, Any]:
         """The four sections from flag values; the latent table and the scene radius default to
-        the dataset's (dataset.json's num_latents; its scene_radius, else 1).
+        the dataset's (dataset.json's num_latents; its scene_radius, else 1). With
+        `--dataset_background` (default) a dataset.json that records a `constant_background`
+        colour gets that colour behind the foreground and no background field
+        (`nerf.config.with_dataset_background`).
 
         Raises:
           ValueError: invalid values (the message names the setting), no num_latents anywhere,
@@ -94,7 +99,13 @@ class LOLNeRFFamily(family_lib.ModelFamily):
             )
         radius = float(values["scene_radius"] or pipeline.scene_radius(dataset_metadata))
         values = dict(values, num_latents=num_latents, scene_radius=radius)
-        return self.check_configs(FLAG_SPEC.build(values))
+        built = FLAG_SPEC.build(values)
+        model = built["model"]
+        background, render = config_lib.with_dataset_background(
+            model.background, model.render, dataset_metadata
+        )
+        built["model"] = dataclasses.replace(model, background=background, render=render)
+        return self.check_configs(built)
 
     def describe(self, configs) -> str:
         data = configs["data"]

@@ -7,6 +7,8 @@ config.json and back.
 """
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,15 +36,45 @@ class BackgroundConfig:
 
     Attributes:
       enabled: when False the background is a constant colour (`RenderConfig.background_color`).
+      dataset_background: when the training dataset records one constant background colour
+        (dataset.json `constant_background`), render that colour behind the foreground instead
+        of learning a background field (set when a run's configs are made from flags).
       width: units per hidden layer.
       depth: number of hidden layers.
       num_octaves: positional-encoding octaves of the unit ray direction.
     """
 
     enabled: bool = True
+    dataset_background: bool = True
     width: int = 128
     depth: int = 4
     num_octaves: int = 4
+
+
+def with_dataset_background(
+    background: BackgroundConfig, render: "RenderConfig", dataset_metadata: Mapping[str, Any]
+) -> tuple[BackgroundConfig, "RenderConfig"]:
+    """The background and render settings a run trains with on a dataset (both families).
+
+    With `background.dataset_background` and a dataset.json that records a
+    `constant_background` colour (a white-background import, the built-in cars), the background
+    field is disabled and the renderer composites that colour: a field conditioned on the latent
+    can otherwise paint each single training view and leave the foreground empty (issue 15).
+    Otherwise both are returned unchanged.
+
+    Raises:
+      ValueError: the recorded colour is not 3 numbers in [0, 1].
+    """
+    colour = dataset_metadata.get("constant_background")
+    if not background.dataset_background or colour is None:
+        return background, render
+    colour = tuple(float(c) for c in colour)
+    if len(colour) != 3 or not all(0.0 <= c <= 1.0 for c in colour):
+        raise ValueError(f"dataset.json's constant_background must be RGB in [0, 1], got {colour}")
+    return (
+        dataclasses.replace(background, enabled=False),
+        dataclasses.replace(render, background_color=colour),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
