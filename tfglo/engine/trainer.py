@@ -30,7 +30,9 @@ nowhere.
 
 TensorBoard scalars: `loss/<term>` for every loss term, `metrics/psnr` (from an "rgb_mse" term),
 `learning_rate/<group>` for every variable group, `throughput/rays_per_second` and
-`throughput/samples_per_second`; images as the family's summaries name them.
+`throughput/samples_per_second`; the family's batch statistics under the tags its
+`window_statistics` names (LOLNeRF: foreground coverage and hardness), with any warning it
+returns printed on the console; images as the family's summaries name them.
 """
 
 import dataclasses
@@ -501,11 +503,21 @@ class Trainer:
                 tf.summary.image(tag, value, max_outputs=value.shape[0])
         self._writer.flush()
 
-    def _write_scalars(self, step: int, metrics: dict[str, float]) -> None:
+    def _write_scalars(self, step: int, metrics: dict[str, float], statistics=None) -> None:
         with self._summary_writer().as_default(step=step):
             for name, value in metrics.items():
                 tf.summary.scalar(self._scalar_tag(name), value)
+            for tag, value in (statistics or {}).items():
+                tf.summary.scalar(tag, value)
         self._writer.flush()
+
+    def _statistics(self, metrics: dict[str, float]) -> tuple[dict[str, float], list[str]]:
+        """Moves the family's `statistic_terms` out of `metrics` (in place) and returns its
+        `window_statistics` of them: TensorBoard scalars by tag, and warnings to print."""
+        means = {k: metrics.pop(k) for k in self.family.statistic_terms if k in metrics}
+        if not means:
+            return {}, []
+        return self.family.window_statistics(means)
 
     def train_step(self) -> dict[str, float]:
         """Runs one optimisation step on the next global batch.
@@ -573,13 +585,17 @@ class Trainer:
                 last = step == num_steps
                 if step % c.log_every == 0 or last:
                     metrics = self._window_metrics(sums, window_steps, window_seconds)
+                    statistics, warnings = self._statistics(metrics)
                     if self.is_chief:
-                        self._write_scalars(step, metrics)
+                        self._write_scalars(step, metrics, statistics)
                     self._progress(step, num_steps, metrics, step_seconds)
+                    for warning in warnings:
+                        self.log(f"WARNING (step {step}): {warning}")
                     last_print = time.time()
                     sums, window_steps, window_seconds = {}, 0, 0.0
                 elif time.time() - last_print > self.progress_seconds:
                     window = self._window_metrics(sums, window_steps, window_seconds)
+                    self._statistics(window)
                     self._progress(step, num_steps, window, step_seconds)
                     last_print = time.time()
                 if step % c.checkpoint_every == 0 or last:
