@@ -2,10 +2,10 @@
 
 A small set of the built-in toy cars (white background recorded in dataset.json, cameras all
 around), trained with flags/demo.cfg as it ships (only the step budget is smaller): the car must
-land in the foreground field, and held-out views must beat the billboard. Measured (6 cars at 16 px, 50 steps, data +
-training + evaluation): 70 s of CPU time (user 56 s + sys 15 s), 146 s wall on the 2 cores
-shared at load 5-7, so about 40-55 s on an idle 2-core machine; held-out PSNR 15.1 dB against
-the billboard's 11.6, mask IoU 0.76, foreground coverage 0.69.
+land in the foreground field, and held-out views must beat the billboard. Measured (6 cars at
+16 px, 50 steps; data + training + evaluation): 70 s of CPU time (user 56 s + sys 15 s), 146 s
+wall on the 2 cores shared at load 5-7, so about 40-55 s on an idle 2-core machine; held-out
+PSNR 15.1 dB against the billboard's 11.6, mask IoU 0.76, foreground coverage 0.69.
 """
 
 import pathlib
