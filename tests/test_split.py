@@ -11,6 +11,7 @@ PSNR 15.1 dB against the billboard's 11.6, mask IoU 0.76, foreground coverage 0.
 import pathlib
 
 import pytest
+import tensorflow as tf
 
 from tfglo import train as train_app
 from tfglo.data import dataset_dir, record_sources
@@ -59,6 +60,20 @@ def test_default_flags_beat_the_billboard_on_cars(cars_dataset, tmp_path):
     assert model["mask_iou"] > 0.5, model
     assert not report["warnings"]
     assert not [line for line in lines if "WARNING" in line]
+    tags = set()
+    for path in (tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    for tag in (
+        "foreground/coverage",
+        "hardness/hard_fraction",
+        "hardness/max_weight_mean",
+        "eval/psnr",
+        "eval/ssim",
+        "config",
+    ):
+        assert any(t.startswith(tag) for t in tags), (tag, sorted(tags))
+    assert "loss/stat_alpha" not in tags
     table = report["by_angle"]["training_view"]
     assert set(table) == {"model", "billboard"}
     assert sum(b["num_views"] for b in table["model"].values()) == report["num_views"]

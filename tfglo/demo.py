@@ -171,7 +171,12 @@ def main(argv):
             f"--billboard={'true' if name == 'full' else 'false'}",
         )
         report = _read_json(eval_dir / "report.json")
+        # Means (PSNR, SSIM, depth error, mask IoU, hardness, coverage), then the same per
+        # angle bin (model; billboard for the full method) and any coverage warning.
         metrics[name] = report.get("model", {})
+        metrics.setdefault("by_angle", {})[name] = report.get("by_angle", {})
+        if report.get("warnings"):
+            metrics.setdefault("warnings", {})[name] = report["warnings"]
         if name == "full":
             metrics["billboard"] = report.get("billboard", {})
 

@@ -242,6 +242,12 @@ class ModelFamily:
         del configs, dataset
         return None
 
+    def eval_summaries(self, configs: Configs, dataset) -> Callable[[Any], dict] | None:
+        """`model -> {tag: float}` scores of a few held-out views for TensorBoard, or None
+        (default; also when the dataset has no eval split)."""
+        del configs, dataset
+        return None
+
     def check_dataset(self, configs: Configs, dataset_metadata: Mapping[str, Any]) -> None:
         """Raises ValueError when the training data does not fit the configuration (default:
         accepts everything). `dataset_metadata` is the dataset's dataset.json."""

@@ -203,6 +203,14 @@ class LOLNeRFFamily(family_lib.ModelFamily):
             configs["model"].render.scene_radius,
         )
 
+    def eval_summaries(self, configs, dataset):
+        """Held-out PSNR / SSIM (and mask IoU, coverage, hardness, depth error) of
+        `summary_images` eval views (at least 1), or None without an eval split."""
+        train = configs["train"]
+        if not train.eval_every or dataset is None or not summaries.has_eval_split(dataset):
+            return None
+        return summaries.LOLNeRFEvalSummaries(dataset, max(train.summary_images, 1))
+
     def check_dataset(self, configs, dataset_metadata: Mapping[str, Any]) -> None:
         num_latents = int(dataset_metadata.get("num_latents") or 0)
         rows = configs["model"].num_latents

@@ -52,7 +52,7 @@ _NAMING = {
         names={"decay_rate": "lr_decay_rate", "decay_steps": "lr_decay_steps"},
         choices={"strategy": trainer_lib.STRATEGIES},
         # LOLNeRF's latent-table settings: NeRF-VAE has no table.
-        skip=("latent_learning_rate", "latent_optimizer", "summary_yaw"),
+        skip=("latent_learning_rate", "latent_optimizer", "summary_yaw", "eval_every"),
     ),
     scene_batches.SceneBatchConfig: configs_lib.FlagNames(
         names={"verify": "verify_data", "image_size": "encoder_image_size"}
