@@ -134,6 +134,11 @@ HARD_SURFACE_SAMPLES = ("composite", "coarse")
 class LossConfig:
     """Weights of the loss terms: L = MSE(rgb) + mask * MSE(alpha, mask) + hard * L_hard.
 
+    Defaults by measurement (issue 15, README "Method choices"): the mask weight is the LOLNeRF
+    authors' 1.0 (at 0.1 a background field can paint each single view of a white-background
+    class and leave the foreground empty); the hard-surface loss is off, since no reduction and
+    weight tried changed hardness or held-out quality for the better on the demo heads.
+
     Attributes:
       mask_weight: lambda_mask; 0 disables the mask loss.
       hard_surface_weight: lambda_hard; 0 disables the hard-surface loss.
@@ -148,8 +153,8 @@ class LossConfig:
         spaced, so a weight near 1 means a surface thinner than one stratum).
     """
 
-    mask_weight: float = 0.1
-    hard_surface_weight: float = 0.01
+    mask_weight: float = 1.0
+    hard_surface_weight: float = 0.0
     hard_surface_reduction: str = "per_ray_sum"
     hard_surface_samples: str = "composite"
 

@@ -81,8 +81,8 @@ class ObjectiveConfig:
     kl_warmup_steps: int = 0
     free_bits: float = 0.0
     active_threshold: float = 0.01
-    mask_weight: float = 0.1
-    hard_surface_weight: float = 0.01
+    mask_weight: float = 1.0
+    hard_surface_weight: float = 0.0
 
     def __post_init__(self):
         if not self.likelihood_scale > 0:
