@@ -28,9 +28,9 @@ from PIL import Image
 from tfglo.data.synthetic import heads
 from tfglo.engine import baselines, metrics
 from tfglo.engine import run_dir as run_dir_lib
-from tfglo.evaluate import load_views
+from tfglo.engine.evaluation import load_views
+from tfglo.engine.views import camera_z_depth
 from tfglo.geometry import camera as camera_lib
-from tfglo.render import camera_z_depth
 from tfglo.utils import images
 
 FLAGS = flags.FLAGS

@@ -288,16 +288,19 @@ def evaluate_model(
       output_dir: where to write `grids/<object>.png` (nothing is written when None).
 
     Returns:
-      dict with "model" and "billboard" summaries (means over views; see `metrics.summarize`),
-      "per_view" (source, object_id, view_id, model metrics, billboard metrics), "num_views",
-      "num_objects", "grids" (paths), "seconds".
+      dict with "model" and "billboard" summaries (means over views; see `metrics.summarize`:
+      PSNR, SSIM, depth error, mask IoU, hardness (hard_fraction: foreground rays whose largest
+      sample weight exceeds 0.5; max_weight_mean), coverage (share of the mask the foreground
+      covers)), "by_angle" (the same per angle bin, see `_by_angle`), "warnings" (the coverage
+      warning when the split has collapsed), "per_view" (source, object_id, view_id, model
+      metrics, billboard metrics), "num_views", "num_objects", "grids" (paths), "seconds".
     """
     start = time.perf_counter()
     sources = baselines.billboard_sources(train_views or [])
     groups = _group_by_object(views)
     if config.max_objects is not None:
         groups = dict(list(groups.items())[: config.max_objects])
-    per_view, model_scores, billboard_scores, grids = [], [], [], []
+    per_view, model_scores, billboard_scores, grids, scored = [], [], [], [], []
     for object_id, group in groups.items():
         if config.max_views_per_object is not None:
             group = group[: config.max_views_per_object]
@@ -308,7 +311,12 @@ def evaluate_model(
             render = views_lib.render_view(
                 model, latent_for(view), cam, height, width, config.chunk_size
             )
-            scores = metrics.image_metrics(render, _targets(view))
+            targets = _targets(view)
+            scores = metrics.image_metrics(render, targets)
+            if targets.get("has_mask") and targets.get("mask") is not None:
+                scores["coverage"] = metrics.foreground_coverage(render["alpha"], targets["mask"])[
+                    "coverage"
+                ]
             entry = {
                 "source": view["source"],
                 "object_id": object_id,
@@ -325,19 +333,44 @@ def evaluate_model(
                 row["billboard"] = card["rgb"]
             model_scores.append(scores)
             per_view.append(entry)
+            scored.append(view)
             rows.append(row)
         if output_dir is not None and rows:
             path = pathlib.Path(output_dir) / "grids" / f"object_{object_id:04d}.png"
             grids.append(str(images.write_png(path, _object_grid(rows))))
+    model_summary = metrics.summarize(model_scores)
+    warning = metrics.coverage_warning(model_summary.get("coverage", math.nan))
     return {
         "num_views": len(per_view),
         "num_objects": len(groups),
-        "model": metrics.summarize(model_scores),
+        "model": model_summary,
         "billboard": metrics.summarize(billboard_scores) if billboard_scores else {},
+        "by_angle": _by_angle(per_view, scored, train_views or []),
+        "warnings": [warning] if warning else [],
         "per_view": per_view,
         "grids": grids,
         "seconds": time.perf_counter() - start,
     }
+
+
+def _by_angle(per_view: list[dict], views: list[dict], train_views: list[dict]) -> dict:
+    """Per angle bin of the scored views (`metrics.summarize_by_angle`), for the model and the
+    billboard: {reference: {"model": {bin: summary}, "billboard": {...}}}. "training_view":
+    the angle between a view's camera and its object's training camera (any class);
+    "canonical": |yaw| from the canonical frontal camera (faces, the synthetic heads)."""
+    out = {}
+    for reference in metrics.ANGLE_REFERENCES:
+        angles = metrics.view_angles(views, reference, train_views)
+        if not any(math.isfinite(a) for a in angles):
+            continue
+        table = {"model": metrics.summarize_by_angle([p["model"] for p in per_view], angles)}
+        with_card = [(p["billboard"], a) for p, a in zip(per_view, angles) if "billboard" in p]
+        if with_card:
+            table["billboard"] = metrics.summarize_by_angle(
+                [c for c, _ in with_card], [a for _, a in with_card]
+            )
+        out[reference] = table
+    return out
 
 
 def evaluate_billboard(dataset_dir, config: EvaluateConfig = EvaluateConfig()) -> dict:
@@ -586,8 +619,36 @@ def format_table(report: dict) -> str:
             f"inversion: {inv['num_images']} images, fitted-view PSNR {inv['psnr']:.2f} dB, "
             f"{inv['steps']} steps, {inv['seconds']:.1f} s"
         )
+    hard = (report.get("model") or {}).get("hard_fraction")
+    if isinstance(hard, float):
+        lines.append(
+            f"hardness: {hard:.3f} of foreground rays have a sample weight > 0.5; mean largest "
+            f"weight {report['model'].get('max_weight_mean', math.nan):.3f}; foreground coverage "
+            f"{report['model'].get('coverage', math.nan):.3f}"
+        )
+    lines.extend(format_angle_table(report))
     lines.append(f"{report.get('num_views', 0)} views of {report.get('num_objects', 0)} objects")
+    for warning in report.get("warnings") or []:
+        lines.append(f"WARNING: {warning}")
     return "\n".join(lines)
+
+
+def format_angle_table(report: dict, reference: str = "training_view") -> list[str]:
+    """Lines of the per-angle table (`report["by_angle"][reference]`): views, then PSNR, SSIM
+    and depth error of the model and of the billboard per bin; [] without it."""
+    table = (report.get("by_angle") or {}).get(reference)
+    if not table:
+        return []
+    what = "angle to the training view" if reference == "training_view" else "|yaw|"
+    lines = [f"by {what} (deg): views | model PSNR SSIM depth_abs | billboard PSNR SSIM depth_abs"]
+
+    def cells(summary):
+        return " ".join(f"{summary.get(k, math.nan):7.3f}" for k in ("psnr", "ssim", "depth_abs"))
+
+    for label, model in table["model"].items():
+        card = (table.get("billboard") or {}).get(label, {})
+        lines.append(f"  {label:>8}: {model['num_views']:4d} | {cells(model)} | {cells(card)}")
+    return lines
 
 
 def _latent_table(model) -> np.ndarray:

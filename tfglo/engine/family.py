@@ -207,6 +207,17 @@ class ModelFamily:
         """
         raise NotImplementedError
 
+    # Terms of `train_loss` that are batch statistics, not loss terms: averaged over a log
+    # window like the terms, then handed to `window_statistics` instead of the console's loss
+    # list and TensorBoard's loss/.
+    statistic_terms: tuple[str, ...] = ()
+
+    def window_statistics(self, means: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+        """TensorBoard scalars (tag -> value) and warnings for the console from a log window's
+        means of `statistic_terms` (default: none)."""
+        del means
+        return {}, []
+
     def num_rays(self, batch: dict):
         """The rays a batch's loss is a mean over: `batch["rgb"]` holds `[..., 3]` targets.
 
@@ -228,6 +239,12 @@ class ModelFamily:
 
     def image_summaries(self, configs: Configs, dataset) -> Callable[[Any], dict] | None:
         """`model -> {tag: [k, h, w, c] float in [0, 1]}` for TensorBoard, or None (default)."""
+        del configs, dataset
+        return None
+
+    def eval_summaries(self, configs: Configs, dataset) -> Callable[[Any], dict] | None:
+        """`model -> {tag: float}` scores of a few held-out views for TensorBoard, or None
+        (default; also when the dataset has no eval split)."""
         del configs, dataset
         return None
 

@@ -8,6 +8,7 @@ images it trains on and those held out, its batch, the replicas, where TensorBoa
 trains to `num_steps`, resuming from the newest checkpoint.
 """
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -78,6 +79,14 @@ def train_run(
     # Deterministic initialisation (Keras initialisers draw from the global seed).
     keras.utils.set_random_seed(train_config.seed)
     trainer_ = trainer.Trainer(family, configs, run_dir, dataset, strategy=strategy, log=log)
+    if trainer.is_chief(strategy):
+        # The resolved configuration and the command, readable in TensorBoard's text tab.
+        resolved = run_dir_lib.make_config(
+            family, configs, os.path.abspath(dataset), metadata, flags_used
+        )
+        trainer_.write_text(
+            "config", "```\n" + json.dumps(resolved, indent=1, default=str) + "\n```"
+        )
     details = family.describe(configs)
     log(
         f"training {family.display_name or family.name} on {dataset} ({images_phrase(metadata)})"

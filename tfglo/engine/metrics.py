@@ -241,8 +241,9 @@ def coverage_warning(coverage: float, threshold: float = COVERAGE_WARNING_THRESH
     return (
         f"the foreground field covers only {coverage:.0%} of the masked object (warning below "
         f"{threshold:.0%}): the background field is painting the object, and held-out views "
-        "will be poor. Raise --mask_weight, or train with a constant background "
-        "(--nobackground --background_color=R,G,B) when the data's background is one colour."
+        "will be poor. Raise --mask_weight (default 1.0), or train with a constant background "
+        "(--dataset_background, when dataset.json records one; otherwise --nobackground "
+        "--background_color=R,G,B) when the data's background is one colour."
     )
 
 

@@ -30,7 +30,10 @@ nowhere.
 
 TensorBoard scalars: `loss/<term>` for every loss term, `metrics/psnr` (from an "rgb_mse" term),
 `learning_rate/<group>` for every variable group, `throughput/rays_per_second` and
-`throughput/samples_per_second`; images as the family's summaries name them.
+`throughput/samples_per_second`; the family's batch statistics under the tags its
+`window_statistics` names (LOLNeRF: foreground coverage and hardness), with any warning it
+returns printed on the console; `eval/...` scalars of held-out views every `eval_every` steps;
+the resolved configuration (config.json) as text; images as the family's summaries name them.
 """
 
 import dataclasses
@@ -86,6 +89,9 @@ class TrainConfig:
       summary_images: training images (identities) shown in the image summaries.
       summary_novel_views: novel views per identity in the image summaries (an orbit in yaw).
       summary_yaw: the novel views span yaw in [-summary_yaw, summary_yaw], radians.
+      eval_every: score held-out views (the family's `eval_summaries`: LOLNeRF, PSNR and SSIM of
+        a few eval-split views of trained identities) to TensorBoard every this many steps and
+        at the end (0 disables; nothing when the dataset has no eval split).
       strategy: "mirrored" (all local GPUs, else the CPU), "multi_worker" (TF_CONFIG), "tpu",
         "one_device".
       tpu: TPU name or address for the TPU cluster resolver ("" = the local/default TPU).
@@ -109,6 +115,7 @@ class TrainConfig:
     summary_images: int = 3
     summary_novel_views: int = 3
     summary_yaw: float = 0.5
+    eval_every: int = 1000
     strategy: str = "mirrored"
     tpu: str = ""
     jit_compile: bool = False
@@ -442,6 +449,9 @@ class Trainer:
         self.image_summary_fn = (
             family.image_summaries(self.configs, dataset) if config.image_summary_every else None
         )
+        self.eval_summary_fn = (
+            family.eval_summaries(self.configs, dataset) if config.eval_every else None
+        )
         self.log = log
         self.is_chief = is_chief(self.strategy)
         self.task_type, self.task_id = task_info(self.strategy)
@@ -594,11 +604,42 @@ class Trainer:
                 tf.summary.image(tag, value, max_outputs=value.shape[0])
         self._writer.flush()
 
-    def _write_scalars(self, step: int, metrics: dict[str, float]) -> None:
+    def write_eval_summaries(self) -> dict[str, float]:
+        """Scores the family's held-out views at the current step and writes the scalars
+        (chief only); returns them ({} when there is nothing to score)."""
+        if not (self.is_chief and self.eval_summary_fn):
+            return {}
+        scalars = self.eval_summary_fn(self.model)
+        if scalars:
+            with self._summary_writer().as_default(step=int(self.step.numpy())):
+                for tag, value in scalars.items():
+                    tf.summary.scalar(tag, value)
+            self._writer.flush()
+        return scalars
+
+    def write_text(self, tag: str, text: str) -> None:
+        """A text summary at the current step (chief only): e.g. the resolved configuration."""
+        if not self.is_chief:
+            return
+        with self._summary_writer().as_default(step=int(self.step.numpy())):
+            tf.summary.text(tag, text)
+        self._writer.flush()
+
+    def _write_scalars(self, step: int, metrics: dict[str, float], statistics=None) -> None:
         with self._summary_writer().as_default(step=step):
             for name, value in metrics.items():
                 tf.summary.scalar(self._scalar_tag(name), value)
+            for tag, value in (statistics or {}).items():
+                tf.summary.scalar(tag, value)
         self._writer.flush()
+
+    def _statistics(self, metrics: dict[str, float]) -> tuple[dict[str, float], list[str]]:
+        """Moves the family's `statistic_terms` out of `metrics` (in place) and returns its
+        `window_statistics` of them: TensorBoard scalars by tag, and warnings to print."""
+        means = {k: metrics.pop(k) for k in self.family.statistic_terms if k in metrics}
+        if not means:
+            return {}, []
+        return self.family.window_statistics(means)
 
     def train_step(self) -> dict[str, float]:
         """Runs one optimisation step on the next global batch.
@@ -673,13 +714,17 @@ class Trainer:
                 last = step == num_steps
                 if step % c.log_every == 0 or last:
                     metrics = self._window_metrics(sums, window_steps, window_seconds)
+                    statistics, warnings = self._statistics(metrics)
                     if self.is_chief:
-                        self._write_scalars(step, metrics)
+                        self._write_scalars(step, metrics, statistics)
                     self._progress(step, num_steps, metrics, step_seconds)
+                    for warning in warnings:
+                        self.log(f"WARNING (step {step}): {warning}")
                     last_print = time.time()
                     sums, window_steps, window_seconds = {}, 0, 0.0
                 elif time.time() - last_print > self.progress_seconds:
                     window = self._window_metrics(sums, window_steps, window_seconds)
+                    self._statistics(window)
                     self._progress(step, num_steps, window, step_seconds)
                     last_print = time.time()
                 if step % c.checkpoint_every == 0 or last:
@@ -687,6 +732,8 @@ class Trainer:
                     saved_step = step
                 if c.image_summary_every and (step % c.image_summary_every == 0 or last):
                     self.write_image_summaries()
+                if c.eval_every and (step % c.eval_every == 0 or last):
+                    self.write_eval_summaries()
         except KeyboardInterrupt:
             current = int(self.step.numpy())
             # Nothing to save when no step was taken (a fresh run has nothing worth a ckpt-0).

@@ -167,17 +167,21 @@ def camera_z_depth(distance, camera: camera_lib.Camera, height: int, width: int)
 def render_view(
     model, latent, camera: camera_lib.Camera, height: int, width: int, chunk_size=None
 ) -> dict[str, np.ndarray]:
-    """Renders one view as numpy: rgb `[H, W, 3]`, alpha `[H, W]`, depth `[H, W]` (camera z).
+    """Renders one view as numpy: rgb `[H, W, 3]`, alpha `[H, W]`, depth `[H, W]` (camera z),
+    and max_weight `[H, W]` where the renderer gives it (the exact one).
 
     The renderer's depth is the expected distance along each unit ray; it is converted to camera
     z here, the convention of the datasets' ground-truth depth.
     """
     out = inversion.render_whole_image(model, latent, camera, height, width, chunk_size)
-    return {
+    view = {
         "rgb": np.asarray(out["rgb"], np.float32),
         "alpha": np.asarray(out["alpha"], np.float32),
         "depth": camera_z_depth(out["depth"], camera, height, width),
     }
+    if "max_weight" in out:
+        view["max_weight"] = np.asarray(out["max_weight"], np.float32)
+    return view
 
 
 def render_orbit(model, latent, view: ViewConfig, num_frames: int) -> list[dict]:

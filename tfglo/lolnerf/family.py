@@ -18,6 +18,8 @@ dataset.json (`configs_from_flags`).
 `Trainer` from the four config objects.
 """
 
+import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,7 +28,7 @@ import tensorflow as tf
 
 from tfglo.data import pipeline
 from tfglo.engine import family as family_lib
-from tfglo.engine import inversion
+from tfglo.engine import inversion, metrics
 from tfglo.engine import trainer as trainer_lib
 from tfglo.lolnerf import config as model_config_lib
 from tfglo.lolnerf import latents, serving, summaries
@@ -48,7 +50,8 @@ FLAG_SPEC = configs_lib.ConfigFlags(
     naming={
         config_lib.ForegroundConfig: configs_lib.FlagNames(prefix="fg_"),
         config_lib.BackgroundConfig: configs_lib.FlagNames(
-            prefix="bg_", names={"enabled": "background"}
+            prefix="bg_",
+            names={"enabled": "background", "dataset_background": "dataset_background"},
         ),
         pipeline.RayBatchConfig: configs_lib.FlagNames(names={"verify": "verify_data"}),
     },
@@ -78,7 +81,10 @@ class LOLNeRFFamily(family_lib.ModelFamily):
 
     def configs_from_flags(self, values, dataset_metadata) -> dict[str, Any]:
         """The four sections from flag values; the latent table and the scene radius default to
-        the dataset's (dataset.json's num_latents; its scene_radius, else 1).
+        the dataset's (dataset.json's num_latents; its scene_radius, else 1). With
+        `--dataset_background` (default) a dataset.json that records a `constant_background`
+        colour gets that colour behind the foreground and no background field
+        (`nerf.config.with_dataset_background`).
 
         Raises:
           ValueError: invalid values (the message names the setting), no num_latents anywhere,
@@ -94,7 +100,13 @@ class LOLNeRFFamily(family_lib.ModelFamily):
             )
         radius = float(values["scene_radius"] or pipeline.scene_radius(dataset_metadata))
         values = dict(values, num_latents=num_latents, scene_radius=radius)
-        return self.check_configs(FLAG_SPEC.build(values))
+        built = FLAG_SPEC.build(values)
+        model = built["model"]
+        background, render = config_lib.with_dataset_background(
+            model.background, model.render, dataset_metadata
+        )
+        built["model"] = dataclasses.replace(model, background=background, render=render)
+        return self.check_configs(built)
 
     def describe(self, configs) -> str:
         data = configs["data"]
@@ -129,10 +141,44 @@ class LOLNeRFFamily(family_lib.ModelFamily):
             ),
         }
 
+    # Batch statistics of the foreground split and of hardness (`window_statistics`).
+    statistic_terms = (
+        "stat_alpha",
+        "stat_mask",
+        "stat_alpha_mask",
+        "stat_fg_rays",
+        "stat_fg_hard",
+        "stat_fg_max_weight",
+    )
+
     def train_loss(self, model, batch, configs, seed):
         render = model(batch, training=True, seed=seed)
         loss, terms = losses.total_loss(render, batch, configs["loss"])
+        if "mask" in batch:
+            terms.update(_split_statistics(render, batch["mask"]))
         return loss, terms, render
+
+    def window_statistics(self, means):
+        """foreground/coverage (share of the mask the foreground opacity covers),
+        foreground/opacity_ratio, foreground/alpha_mean, foreground/mask_mean,
+        hardness/hard_fraction (foreground rays, mask > 0.5, whose largest sample weight
+        exceeds 0.5) and hardness/max_weight_mean (on foreground rays), over the log window's
+        training rays; the coverage warning (`engine.metrics.coverage_warning`) when the
+        foreground covers much less than the mask."""
+        scalars: dict[str, float] = {}
+        mask_mean = means.get("stat_mask", 0.0)
+        if mask_mean > 0:
+            coverage = means["stat_alpha_mask"] / mask_mean
+            scalars["foreground/coverage"] = coverage
+            scalars["foreground/opacity_ratio"] = means["stat_alpha"] / mask_mean
+        scalars["foreground/alpha_mean"] = means.get("stat_alpha", 0.0)
+        scalars["foreground/mask_mean"] = mask_mean
+        fg_rays = means.get("stat_fg_rays", 0.0)
+        if fg_rays > 0:
+            scalars["hardness/hard_fraction"] = means["stat_fg_hard"] / fg_rays
+            scalars["hardness/max_weight_mean"] = means["stat_fg_max_weight"] / fg_rays
+        warning = metrics.coverage_warning(scalars.get("foreground/coverage", math.nan))
+        return scalars, [warning] if warning else []
 
     def num_rays(self, batch):
         return tf.shape(batch["rgb"])[0]
@@ -156,6 +202,14 @@ class LOLNeRFFamily(family_lib.ModelFamily):
             train.summary_yaw,
             configs["model"].render.scene_radius,
         )
+
+    def eval_summaries(self, configs, dataset):
+        """Held-out PSNR / SSIM (and mask IoU, coverage, hardness, depth error) of
+        `summary_images` eval views (at least 1), or None without an eval split."""
+        train = configs["train"]
+        if not train.eval_every or dataset is None or not summaries.has_eval_split(dataset):
+            return None
+        return summaries.LOLNeRFEvalSummaries(dataset, max(train.summary_images, 1))
 
     def check_dataset(self, configs, dataset_metadata: Mapping[str, Any]) -> None:
         num_latents = int(dataset_metadata.get("num_latents") or 0)
@@ -181,6 +235,25 @@ class LOLNeRFFamily(family_lib.ModelFamily):
         if options.finetune_weights:
             method += ", network weights fine-tuned"
         return codes, {"method": method, **stats}
+
+
+def _split_statistics(render: dict, mask: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Means over a ray batch (no gradient) that `window_statistics` turns into coverage and
+    hardness: alpha, mask, alpha * mask, foreground rays (mask > 0.5), foreground rays with
+    max weight > 0.5, and the max weight summed on foreground rays (all divided by N)."""
+    alpha = tf.stop_gradient(tf.cast(render["alpha"], tf.float32))
+    max_weight = tf.stop_gradient(tf.cast(render["max_weight"], tf.float32))
+    mask = tf.cast(mask, tf.float32)
+    foreground = tf.cast(mask > metrics.MASK_THRESHOLD, tf.float32)
+    hard = tf.cast(max_weight > metrics.HARD_WEIGHT, tf.float32)
+    return {
+        "stat_alpha": tf.reduce_mean(alpha),
+        "stat_mask": tf.reduce_mean(mask),
+        "stat_alpha_mask": tf.reduce_mean(alpha * mask),
+        "stat_fg_rays": tf.reduce_mean(foreground),
+        "stat_fg_hard": tf.reduce_mean(foreground * hard),
+        "stat_fg_max_weight": tf.reduce_mean(foreground * max_weight),
+    }
 
 
 FAMILY = LOLNeRFFamily()

@@ -107,7 +107,7 @@ class ImageRenderer:
     def _chunk(self, origins, directions, latents, grid=None):
         del grid  # The exact path samples every ray fully.
         result = self.model.render_rays(origins, directions, latents, training=False)
-        out = {key: result[key] for key in ("rgb", "depth", "alpha")}
+        out = {key: result[key] for key in ("rgb", "depth", "alpha", "max_weight") if key in result}
         samples = tf.shape(result["z_values"])[-1] if "z_values" in result else 0
         out["samples_per_ray"] = tf.fill(tf.shape(out["alpha"]), samples)
         return out
@@ -157,7 +157,8 @@ class ImageRenderer:
 
         Returns:
           dict: rgb `[H, W, 3]`, depth `[H, W]` (along the ray, object units; 0 off the object),
-          alpha `[H, W]`, samples_per_ray `[H, W]` int32 (foreground evaluations per pixel).
+          alpha `[H, W]`, samples_per_ray `[H, W]` int32 (foreground evaluations per pixel), and
+          on the exact path max_weight `[H, W]` (a ray's largest sample weight: hardness).
 
         Raises:
           ValueError: a batched camera, a latent that is not a vector, or an empty image.
@@ -189,18 +190,16 @@ class ImageRenderer:
         latents = tf.broadcast_to(latent[None, :], [chunk, latent.shape[0]])
         grid = self.grid(latent) if self.accelerate else None
 
-        pieces = {"rgb": [], "depth": [], "alpha": [], "samples_per_ray": []}
+        pieces: dict[str, list] = {}
         for index in range(num_chunks):
             rows = slice(index * chunk, (index + 1) * chunk)
             result = self._render_chunk(origins[rows], directions[rows], latents, grid)
-            for key, values in pieces.items():
-                values.append(result[key])
+            for key, value in result.items():
+                pieces.setdefault(key, []).append(value)
         out = {key: tf.concat(values, 0)[:num_rays] for key, values in pieces.items()}
         return {
-            "rgb": tf.reshape(out["rgb"], [height, width, 3]),
-            "depth": tf.reshape(out["depth"], [height, width]),
-            "alpha": tf.reshape(out["alpha"], [height, width]),
-            "samples_per_ray": tf.reshape(out["samples_per_ray"], [height, width]),
+            key: tf.reshape(value, [height, width, 3] if key == "rgb" else [height, width])
+            for key, value in out.items()
         }
 
 

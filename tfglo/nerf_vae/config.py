@@ -28,16 +28,12 @@ class NeRFVAEConfig:
         context views').
       combine: how the Gaussians of a scene's context views become one: "average" (of their
         parameters, NeRF-VAE's) or "product" (product of experts).
-      dataset_background: when the training dataset records one constant background colour
-        (dataset.json `constant_background`), render that colour behind the foreground instead
-        of learning a background field (set when the run's configs are made from flags).
       foreground, background, render: the decoder: the shared conditioned fields and volume
         renderer of `tfglo.nerf`.
     """
 
     encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
     combine: Literal["average", "product"] = "average"
-    dataset_background: bool = True
     foreground: nerf_config.ForegroundConfig = dataclasses.field(
         default_factory=nerf_config.ForegroundConfig
     )
@@ -85,8 +81,8 @@ class ObjectiveConfig:
     kl_warmup_steps: int = 0
     free_bits: float = 0.0
     active_threshold: float = 0.01
-    mask_weight: float = 0.1
-    hard_surface_weight: float = 0.01
+    mask_weight: float = 1.0
+    hard_surface_weight: float = 0.0
 
     def __post_init__(self):
         if not self.likelihood_scale > 0:

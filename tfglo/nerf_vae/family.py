@@ -46,13 +46,13 @@ _NAMING = {
     ),
     nerf_config.ForegroundConfig: configs_lib.FlagNames(prefix="fg_"),
     nerf_config.BackgroundConfig: configs_lib.FlagNames(
-        prefix="bg_", names={"enabled": "background"}
+        prefix="bg_", names={"enabled": "background", "dataset_background": "dataset_background"}
     ),
     config_lib.NeRFVAETrainConfig: configs_lib.FlagNames(
         names={"decay_rate": "lr_decay_rate", "decay_steps": "lr_decay_steps"},
         choices={"strategy": trainer_lib.STRATEGIES},
         # LOLNeRF's latent-table settings: NeRF-VAE has no table.
-        skip=("latent_learning_rate", "latent_optimizer", "summary_yaw"),
+        skip=("latent_learning_rate", "latent_optimizer", "summary_yaw", "eval_every"),
     ),
     scene_batches.SceneBatchConfig: configs_lib.FlagNames(
         names={"verify": "verify_data", "image_size": "encoder_image_size"}
@@ -123,16 +123,10 @@ class NeRFVAEFamily(family_lib.ModelFamily):
         radius = values.get("scene_radius") or pipeline.scene_radius(dict(dataset_metadata))
         built = FLAG_SPEC.build(dict(values, scene_radius=float(radius)))
         model = built["model"]
-        colour = dataset_metadata.get("constant_background")
-        if model.dataset_background and colour is not None:
-            colour = tuple(float(c) for c in colour)
-            if len(colour) != 3:
-                raise ValueError(f"dataset.json's constant_background must be RGB, got {colour}")
-            model = dataclasses.replace(
-                model,
-                background=dataclasses.replace(model.background, enabled=False),
-                render=dataclasses.replace(model.render, background_color=colour),
-            )
+        background, render = nerf_config.with_dataset_background(
+            model.background, model.render, dataset_metadata
+        )
+        model = dataclasses.replace(model, background=background, render=render)
         built["model"] = model
         return self.check_configs(built)
 
