@@ -54,6 +54,13 @@ FLAG_SPEC = configs.FlagSet(
         ),
     ),
     selector="model",
+    # Each family's data pipeline words its seed's use its own way; one meaning for the flag.
+    shared_help={
+        "seed": "Seeds weight initialisation and the data pipeline (shuffles, pixel sampling "
+        "and, for NeRF-VAE, the choice of views).",
+        "shuffle_buffer": "Items held in the shuffle buffer: images (LOLNeRF) or scenes "
+        "(NeRF-VAE), capped at the number the pipeline has.",
+    },
 )
 # Names of this app's flags. Defined at import: in-process users (tests, ablations) parse the
 # global FLAGS of this module.

@@ -83,8 +83,8 @@ class SceneBatchConfig:
       image_size: side of the square context views after resizing (the encoder's input size),
         pixels; None keeps the dataset's size.
       seed: seeds the scene shuffle and the view and pixel choices.
-      cache: keep the decoded views in memory (uint8) after the first pass; False streams every
-        epoch from disk.
+      cache: keep decoded images in memory (uint8) after the first pass; False streams every
+        epoch from disk (data sets larger than memory).
       shuffle_buffer: scenes held in the shuffle buffer (capped at this pipeline's scenes).
       scene_radius: bounding-sphere radius for near/far/hit; None takes dataset.json's
         `scene_radius` (or 1.0 when it has none).

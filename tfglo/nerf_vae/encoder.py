@@ -62,7 +62,7 @@ class EncoderConfig:
       stage_widths: channels of each stage, from the input resolution down; every stage after
         the first starts with a stride-2 downsampling cell.
       cells_per_stage: residual cells per stage (after the stage's downsampling cell).
-      latent_dim: size of the scene latent (the decoder's latent_dim).
+      latent_dim: size of each latent code. The scene latent: the decoder is built for it.
       cameras: concatenate each view's camera, as per-pixel rays, to its image; False encodes the
         image alone.
       camera_encoding: how a pixel's ray enters: "plucker" (direction d and moment o x d) or
