@@ -3,8 +3,8 @@
 `test_summary_*`: the metrics.json entry from an evaluation report (instant). The end-to-end run
 at smoke size (six app processes: two datasets, two training steps, evaluation with two
 per-scene NeRF and two inversion steps, two renders) is slow: on the shared 2-core machine it
-took 143 CPU-s (458 s of wall time at a load of ~10) (TensorFlow's start-up alone is ~9 CPU-s per process here), more than the
-default suite's 60 s per test, so `make test-all` runs it.
+took 143 CPU-s (458 s of wall time at a load of ~10; TensorFlow's start-up alone is ~9 CPU-s
+per process here), more than the default suite's 60 s per test, so `make test-all` runs it.
 """
 
 import subprocess
