@@ -18,8 +18,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import nerf_vae_testlib as lib  # noqa: E402
 
 from tfglo import evaluate, render  # noqa: E402
-from tfglo import export as export_app  # noqa: E402
+from tfglo.data import dataset_dir  # noqa: E402
 from tfglo.engine import run_dir as run_dir_lib  # noqa: E402
+from tfglo.engine import run_export  # noqa: E402
 from tfglo.nerf_vae import model as model_lib  # noqa: E402
 from tfglo.nerf_vae import scenes  # noqa: E402
 
@@ -77,15 +78,60 @@ def test_evaluate_writes_the_report_of_issue_12(trained, tmp_path):
     assert width > 16 * (3 + 1 + 2 + 1 + 1)  # context views | truth | 2 renders | depth | NeRF
 
 
-def test_evaluate_names_objects_with_too_few_views(trained, tmp_path):
-    with pytest.raises(scenes.SceneError, match=r"4 context views were requested.*object 0 has 3"):
-        _app(
-            evaluate,
-            f"--run_dir={trained['run']}",
-            f"--dataset={trained['unseen']}",
-            f"--output={tmp_path}",
-            "--context_views=1,4",
-        )
+def _train_on_single_views(trained, tmp_path):
+    single = lib.write_shapes(tmp_path / "single", num_objects=2, train_views=1, eval_views=1)
+    lib.make_trainer(single, tmp_path / "run", lib.smoke_configs(trained["data"]))
+
+
+def _encode_views_of_the_wrong_size(trained, tmp_path):
+    model = run_dir_lib.load_run(trained["run"]).model
+    model.posterior(tf.zeros([1, 2, 8, 8, 3]), tf.ones([1, 2, 4]), tf.zeros([1, 2, 3, 4]))
+
+
+def _evaluate_more_context_views_than_an_object_has(trained, tmp_path):
+    _app(
+        evaluate,
+        f"--run_dir={trained['run']}",
+        f"--dataset={trained['unseen']}",
+        f"--output={tmp_path / 'eval'}",
+        "--context_views=1,4",
+    )
+
+
+def _orbit_more_context_views_than_an_object_has(trained, tmp_path):
+    _app(
+        render,
+        f"--run_dir={trained['run']}",
+        f"--output={tmp_path}",
+        "--mode=orbit",
+        "--context_views=5",
+    )
+
+
+@pytest.mark.parametrize(
+    "action, error, message",
+    [
+        (_train_on_single_views, dataset_dir.DatasetError, r"is a single-view dataset"),
+        (_encode_views_of_the_wrong_size, ValueError, r"the encoder takes views \[B, 16, 16, 3\]"),
+        (
+            _evaluate_more_context_views_than_an_object_has,
+            scenes.SceneError,
+            r"4 context views were requested.*object 0 has 3",
+        ),
+        (
+            _orbit_more_context_views_than_an_object_has,
+            scenes.SceneError,
+            r"5 context views were requested.*object 0 has 3",
+        ),
+    ],
+    ids=["single_view_dataset", "wrong_context_size", "evaluate_too_many", "render_too_many"],
+)
+def test_bad_input_is_a_clear_error(trained, tmp_path, action, error, message):
+    """Issue 12 item 11: each bad input raises an error naming the problem, and writes nothing."""
+    with pytest.raises(error, match=message):
+        action(trained, tmp_path)
+    assert not (tmp_path / "eval" / "report.json").exists()
+    assert not (tmp_path / "run" / "config.json").exists()
 
 
 def test_render_samples_the_prior(trained, tmp_path):
@@ -127,6 +173,7 @@ def test_render_interpolates_between_encoded_objects(trained, tmp_path):
         f"--run_dir={trained['run']}",
         f"--output={tmp_path}",
         "--mode=interpolate",
+        "--context_views=3",
         "--num_frames=3",
         "--image_size=12",
     )
@@ -136,7 +183,6 @@ def test_render_interpolates_between_encoded_objects(trained, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--context_views=5"], r"5 context views were requested.*object 0 has 3"),
         (["--objects=0,99"], r"objects \[99\] are not in"),
     ],
 )
@@ -147,8 +193,6 @@ def test_render_rejects_bad_context_requests(trained, tmp_path, argv, message):
 
 def test_context_views_of_the_wrong_size(trained):
     model = run_dir_lib.load_run(trained["run"]).model
-    with pytest.raises(ValueError, match=r"the encoder takes views \[B, 16, 16, 3\]"):
-        model.posterior(tf.zeros([1, 2, 8, 8, 3]), tf.ones([1, 2, 4]), tf.zeros([1, 2, 3, 4]))
     view = {"image": np.zeros([8, 8, 3]), "intrinsics": [16, 16, 4, 4], "world_to_camera": 0}
     with pytest.raises(ValueError, match="one size"):
         model_lib.context_inputs(model, [view, dict(view, image=np.zeros([9, 8, 3]))])
@@ -161,7 +205,7 @@ def test_context_views_of_the_wrong_size(trained):
 
 
 def test_export_app_writes_the_nerf_vae_signatures(trained, tmp_path):
-    target = export_app.export_run(trained["run"], tmp_path, warmup_image_size=8)
+    target = run_export.export_run(trained["run"], tmp_path, warmup_image_size=8)
     loaded = tf.saved_model.load(str(target))
     assert {"encode", "sample_latents", "render", "orbit_cameras"} <= set(loaded.signatures)
     out = loaded.signatures["sample_latents"](

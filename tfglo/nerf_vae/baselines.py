@@ -92,7 +92,8 @@ class PerSceneNeRF:
         )
         self.optimizer = keras.optimizers.Adam(schedule)
         self.optimizer.build(self.variables)
-        self._step = tf.function(self._train_step)
+        # One trace for every number of context pixels (k views of a scene), not one per k.
+        self._step = tf.function(self._train_step, reduce_retracing=True)
         self._fitted = inversion.HeldoutPSNR(self.model, [], None)
 
     def _train_step(self, pool, index):
