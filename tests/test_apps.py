@@ -217,9 +217,22 @@ def quiet_start_violations(source: str) -> list[str]:
     if not any(m.startswith("tfglo.") and m != "tfglo.utils.tf_logs" for n in imports
                for m in _imports(n)):  # fmt: skip
         return []  # e.g. the demo: it runs the other apps in their own processes
-    first = [ast.unparse(n) for n in body[:2]]
-    if first != ["from tfglo.utils import tf_logs", "tf_logs.quiet_start()"]:
-        return [f"starts with {first}, not the tf_logs.quiet_start() call"]
+    # The call must come before the first import of library code or TensorFlow (plain Python
+    # before it, e.g. the train app's signal handlers, is fine).
+    statements = [ast.unparse(n) for n in body]
+    if "tf_logs.quiet_start()" not in statements:
+        return ["never calls tf_logs.quiet_start()"]
+    quiet = statements.index("tf_logs.quiet_start()")
+    for index, node in enumerate(body):
+        heavy = [
+            m
+            for n in ast.walk(node)
+            for m in _imports(n)
+            if m.split(".")[0] in ("tensorflow", "keras", "absl")
+            or (m.startswith("tfglo.") and m != "tfglo.utils.tf_logs")
+        ]
+        if heavy and index < quiet:
+            return [f"imports {heavy[0]} before the tf_logs.quiet_start() call"]
     return []
 
 

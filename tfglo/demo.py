@@ -23,6 +23,10 @@ exactly what users run):
 Everything goes under `--output` (default outputs/demo); `metrics.json` collects the numbers.
 """
 
+from tfglo.utils import tf_logs
+
+tf_logs.quiet_start()
+
 import json
 import os
 import pathlib
@@ -96,30 +100,14 @@ def _lift_unseen(out: pathlib.Path, run_dir: pathlib.Path, unseen: pathlib.Path,
     """`tfglo.lift` on the first unseen head: its training view exported as a photo with its
     camera file and mask (no face detection on the synthetic class). Adds metrics["lift"]."""
     from tfglo.data import photo_export  # imports TensorFlow: only when this step runs
+    from tfglo.engine import lifting
 
     photos = photo_export.export_views(unseen, out / "lift_photos", max_views=1)
-    seconds = _app(
-        "lift",
-        f"--run_dir={run_dir}",
-        f"--images={photos.images_dir}",
-        f"--cameras={photos.cameras_file}",
-        f"--masks={photos.masks_dir}",
-        f"--output={out / 'lift'}",
-        f"--orbit_size={2 * FLAGS.image_size}",
-        "--mesh_resolution=128",
-    )
-    lifted = _read_json(out / "lift" / "summary.json")["lifted"]
-    record = _read_json(out / "lift" / lifted[0]["directory"] / "lift.json")
-    metrics["lift"] = {
-        "source": record["source"],
-        "psnr": record["psnr"],
-        "steps": record["latent"]["steps"],
-        "seconds": record["seconds"],
-        "mesh_vertices": record["mesh"]["vertices"],
-        "mesh_faces": record["mesh"]["faces"],
-        "mesh_watertight": record["mesh"]["watertight"],
-        "directory": str(out / "lift" / lifted[0]["directory"]),
-    }
+    inputs = (photos.images_dir, photos.cameras_file, photos.masks_dir)
+    args = [f"--{k}={v}" for k, v in zip(("images", "cameras", "masks"), inputs, strict=True)]
+    sizes = (f"--orbit_size={2 * FLAGS.image_size}", "--mesh_resolution=128")
+    seconds = _app("lift", f"--run_dir={run_dir}", *args, f"--output={out / 'lift'}", *sizes)
+    metrics["lift"] = lifting.first_lift_metrics(out / "lift")
     return seconds
 
 

@@ -17,7 +17,11 @@ The flags are the fields of `tfglo.engine.lifting.LiftConfig` (derived, see
 The library is `tfglo.engine.lifting`; this module only turns flags into a call.
 """
 
-from absl import app, flags
+from tfglo.utils import tf_logs
+
+tf_logs.quiet_start()
+
+from absl import app, flags  # noqa: E402
 
 from tfglo.engine import inversion, lifting
 from tfglo.nerf import mesh_extraction

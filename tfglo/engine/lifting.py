@@ -788,3 +788,31 @@ def lift_photos(
         f"({summary['seconds']:.1f} s): {output_dir}"
     )
     return summary
+
+
+def first_lift_metrics(output_dir: os.PathLike | str) -> dict[str, Any]:
+    """The headline numbers of the first photo lifted into `output_dir` (for metrics.json).
+
+    Returns:
+      {"source", "psnr" (dB), "steps", "seconds" (per stage), "mesh_vertices", "mesh_faces",
+      "mesh_watertight", "directory"}.
+
+    Raises:
+      ValueError: summary.json lists no lifted photo.
+    """
+    output_dir = pathlib.Path(output_dir)
+    lifted = json.loads((output_dir / SUMMARY_FILE).read_text())["lifted"]
+    if not lifted:
+        raise ValueError(f"{output_dir / SUMMARY_FILE} lists no lifted photo")
+    directory = output_dir / lifted[0]["directory"]
+    record = json.loads((directory / LIFT_FILE).read_text())
+    return {
+        "source": record["source"],
+        "psnr": record["psnr"],
+        "steps": record["latent"]["steps"],
+        "seconds": record["seconds"],
+        "mesh_vertices": record["mesh"]["vertices"],
+        "mesh_faces": record["mesh"]["faces"],
+        "mesh_watertight": record["mesh"]["watertight"],
+        "directory": str(directory),
+    }
