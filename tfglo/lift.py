@@ -81,7 +81,9 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     if not summary["lifted"]:
         reasons = "; ".join(s["reason"] for s in summary["skipped"][:3])
         raise SystemExit(f"tfglo.lift: no photo could be lifted ({reasons})")
-    return summary
+    # absl exits with main's return value: 0 (the summary is in OUT/summary.json; returning it
+    # made the exit status 1 whenever a photo was lifted).
+    return 0
 
 
 def run(argv=None):
