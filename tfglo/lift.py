@@ -81,14 +81,19 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     if not summary["lifted"]:
         reasons = "; ".join(s["reason"] for s in summary["skipped"][:3])
         raise SystemExit(f"tfglo.lift: no photo could be lifted ({reasons})")
-    # absl exits with main's return value: 0 (the summary is in OUT/summary.json; returning it
-    # made the exit status 1 whenever a photo was lifted).
-    return 0
+    return summary
 
 
 def run(argv=None):
     """Entry point: `python -m tfglo.lift ...` (or `run([...argv])` from Python)."""
-    app_utils.run_app(main, define_flags, argv)
+    app_utils.run_app(_exit_status, define_flags, argv)
+
+
+def _exit_status(argv) -> int:
+    # absl exits with main's return value: the summary dict (for in-process callers) would make
+    # the status 1, so the command line gets 0 (the summary is in OUT/summary.json).
+    main(argv)
+    return 0
 
 
 if __name__ == "__main__":
