@@ -289,6 +289,8 @@ class EarlyTerminationTest(parameterized.TestCase):
 
 
 class GraphModeTest(parameterized.TestCase):
+    # Default suite time: SavedModelTest's fresh-process test covers the exported path.
+    @pytest.mark.slow
     def test_tf_function_with_input_signature_and_saved_model(self):
         _, model = infer_testlib.trained()
         config = model.config.render

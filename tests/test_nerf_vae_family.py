@@ -215,6 +215,8 @@ def _run_worker(options: dict) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
+# Default suite time: the encoder's 2-replica test (group and synced batch norm) runs by default.
+@pytest.mark.slow
 def test_two_replicas_match_one_device(dataset, tmp_path):
     options = {"dataset": dataset, "steps": 2}
     one = _run_worker(dict(options, devices=1, run_dir=str(tmp_path / "one")))

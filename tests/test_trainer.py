@@ -563,6 +563,9 @@ def test_checkpoint_of_other_model_is_rejected(tmp_path):
 # Several devices and processes.
 
 
+# Default suite time: the real LOLNeRF on 2 replicas
+# (test_lolnerf_two_replicas_match_one_device_in_one_process) covers it.
+@pytest.mark.slow
 def test_two_replicas_match_one_device(tmp_path):
     options = {"steps": 3, "config": {"checkpoint_every": 100}}
     one = _run_worker(dict(options, devices=1, run_dir=str(tmp_path / "one")), env=_env())
@@ -607,6 +610,8 @@ def test_lolnerf_on_two_replicas_matches_one_device(tmp_path):
     assert np.all(moved > 1e-5), moved
 
 
+# Default suite time: test_train_app's deterministic kill-and-resume test covers it.
+@pytest.mark.slow
 def test_sigkill_at_a_random_moment_then_resume(tmp_path):
     run_dir = tmp_path / "run"
     options = {
