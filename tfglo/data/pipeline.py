@@ -223,6 +223,25 @@ def _seed(config_seed: int, start_step: int, pipeline_id: int, stream: int) -> i
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
 
 
+def replica_share(input_context, global_count: int, name: str) -> tuple[int, int, int]:
+    """(pipeline_id, num_pipelines, per-replica count) of a global batch under a strategy.
+
+    Args:
+      input_context: a `tf.distribute.InputContext`, or None (one pipeline, one replica).
+      global_count: items per global step (images, scenes).
+      name: the setting's name, for the error.
+
+    Raises:
+      ValueError: `global_count` does not divide over the replicas.
+    """
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    num_pipelines = input_context.num_input_pipelines if input_context else 1
+    num_replicas = input_context.num_replicas_in_sync if input_context else 1
+    if global_count % num_replicas:
+        raise ValueError(f"{name} {global_count} does not divide over {num_replicas} replicas")
+    return pipeline_id, num_pipelines, global_count // num_replicas
+
+
 def train_dataset(
     dataset_path: os.PathLike | str,
     config: RayBatchConfig = RayBatchConfig(),
@@ -251,15 +270,9 @@ def train_dataset(
       ValueError: images_per_batch does not divide over the replicas.
     """
     metadata = dataset_dir.read_metadata(dataset_path)
-    pipeline_id = input_context.input_pipeline_id if input_context else 0
-    num_pipelines = input_context.num_input_pipelines if input_context else 1
-    num_replicas = input_context.num_replicas_in_sync if input_context else 1
-    if config.images_per_batch % num_replicas:
-        raise ValueError(
-            f"images_per_batch {config.images_per_batch} does not divide over {num_replicas} "
-            "replicas"
-        )
-    local_images = config.images_per_batch // num_replicas
+    pipeline_id, num_pipelines, local_images = replica_share(
+        input_context, config.images_per_batch, "images_per_batch"
+    )
     rays_per_image = config.rays_per_image
     num_rays = local_images * rays_per_image
     radius = scene_radius(metadata, config)

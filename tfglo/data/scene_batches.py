@@ -263,15 +263,9 @@ def train_dataset(
       ValueError: scenes_per_batch does not divide over the replicas.
     """
     metadata = dataset_dir.read_metadata(dataset_path)
-    pipeline_id = input_context.input_pipeline_id if input_context else 0
-    num_pipelines = input_context.num_input_pipelines if input_context else 1
-    num_replicas = input_context.num_replicas_in_sync if input_context else 1
-    if config.scenes_per_batch % num_replicas:
-        raise ValueError(
-            f"scenes_per_batch {config.scenes_per_batch} does not divide over {num_replicas} "
-            "replicas"
-        )
-    local_scenes = config.scenes_per_batch // num_replicas
+    pipeline_id, num_pipelines, local_scenes = pipeline.replica_share(
+        input_context, config.scenes_per_batch, "scenes_per_batch"
+    )
     scenes = scene_records(metadata, "train")
     check_scenes(scenes, config, where=str(dataset_path))
     object_ids = pipeline_scenes(scenes, pipeline_id, num_pipelines)
